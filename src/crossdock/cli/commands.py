@@ -1,0 +1,94 @@
+"""The core command tree; executor modules add their own groups (celery, kubernetes)."""
+
+from __future__ import annotations
+
+from crossdock.cli.definition import ActionCommand, Arg, GroupCommand, lazy_load_command as lazy
+from crossdock.cli.output import OUTPUT_FORMATS
+
+OUTPUT = Arg(("-o", "--output"), {"choices": OUTPUT_FORMATS, "default": "table",
+                                  "help": "output format (default: table)"})
+DAG_ID = Arg(("dag_id",), {"help": "the DAG id"})
+TASK_ID = Arg(("task_id",), {"help": "the task id"})
+RUN_ID = Arg(("run_id",), {"help": "the DAG run id"})
+SUBDIR = Arg(("-S", "--subdir"), {"help": "DAG file or folder (default: [core] dags_folder)"})
+
+DB = GroupCommand("db", "Create, upgrade or empty the metadata database", [
+    ActionCommand("migrate", "Create or upgrade the metadata tables", lazy("crossdock.cli.db_command.migrate")),
+    ActionCommand("reset", "Drop every table and create them again (all history is lost)",
+                  lazy("crossdock.cli.db_command.reset"),
+                  [Arg(("-y", "--yes"), {"action": "store_true", "help": "do not ask for confirmation"})]),
+    ActionCommand("check", "Check that the metadata database can be reached",
+                  lazy("crossdock.cli.db_command.check")),
+])
+
+DAGS = GroupCommand("dags", "List and trigger DAGs, inspect runs and import errors", [
+    ActionCommand("list", "Parse the DAG folder and list its DAGs", lazy("crossdock.cli.dags_command.list_dags"),
+                  [OUTPUT]),
+    ActionCommand("trigger", "Queue a manual run of a DAG", lazy("crossdock.cli.dags_command.trigger"), [
+        DAG_ID,
+        Arg(("-r", "--run-id"), {"help": "run id (default: manual__<time>)"}),
+        Arg(("-c", "--conf"), {"help": "JSON object passed to the run as its conf"}),
+        Arg(("--logical-date",), {"help": "logical date of the run, ISO-8601 (default: now)"}),
+        Arg(("-w", "--wait"), {"action": "store_true",
+                               "help": "wait until the run finishes; exit 0 only if it succeeded"}),
+        Arg(("--timeout",), {"type": float, "default": None, "help": "seconds to wait with --wait"}),
+    ]),
+    ActionCommand("list-runs", "List DAG runs", lazy("crossdock.cli.dags_command.list_runs"), [
+        Arg(("-d", "--dag-id"), {"help": "only this DAG"}),
+        Arg(("--state",), {"help": "only runs in this state"}),
+        OUTPUT]),
+    ActionCommand("list-import-errors", "List DAG files that failed to import",
+                  lazy("crossdock.cli.dags_command.list_import_errors"), [OUTPUT]),
+    ActionCommand("state", "Print the state of a DAG run", lazy("crossdock.cli.dags_command.state"),
+                  [DAG_ID, RUN_ID]),
+    ActionCommand("pause", "Stop scheduling new runs of a DAG", lazy("crossdock.cli.dags_command.pause"), [DAG_ID]),
+    ActionCommand("unpause", "Resume scheduling a DAG", lazy("crossdock.cli.dags_command.unpause"), [DAG_ID]),
+    ActionCommand("reserialize", "Parse the DAG folder now and store the result",
+                  lazy("crossdock.cli.dags_command.reserialize")),
+])
+
+TASKS = GroupCommand("tasks", "Run, test and inspect task instances", [
+    ActionCommand("run", "Run one try of a task instance (what workers and pods execute)",
+                  lazy("crossdock.cli.tasks_command.run"),
+                  [Arg(("task_args",), {"nargs": "*", "help": "DAG_ID TASK_ID RUN_ID --try-number N "
+                                                              "[--map-index I] [--subdir PATH]"})]),
+    ActionCommand("test", "Run a task in the foreground without the scheduler or the database",
+                  lazy("crossdock.cli.tasks_command.test"), [DAG_ID, TASK_ID, SUBDIR]),
+    ActionCommand("list", "List the tasks of a DAG", lazy("crossdock.cli.tasks_command.list_tasks"),
+                  [DAG_ID, OUTPUT]),
+    ActionCommand("states-for-dag-run", "Task instance states of one DAG run",
+                  lazy("crossdock.cli.tasks_command.states_for_dag_run"), [DAG_ID, RUN_ID, OUTPUT]),
+    ActionCommand("logs", "Print the log of one try of a task instance", lazy("crossdock.cli.tasks_command.logs"),
+                  [DAG_ID, TASK_ID, RUN_ID,
+                   Arg(("-t", "--try-number"), {"type": int, "help": "try (default: the latest)"}),
+                   Arg(("--map-index",), {"type": int, "default": -1})]),
+])
+
+CONFIG = GroupCommand("config", "Read the configuration", [
+    ActionCommand("get", "Print one configuration value", lazy("crossdock.cli.config_command.get"),
+                  [Arg(("section",)), Arg(("key",))]),
+    ActionCommand("list", "Print every configuration value", lazy("crossdock.cli.config_command.list_config"),
+                  [Arg(("--defaults",), {"action": "store_true",
+                                         "help": "print a commented default config file instead"})]),
+])
+
+SCHEDULER = ActionCommand("scheduler", "Run the scheduler (the executor runs inside it)",
+                          lazy("crossdock.cli.scheduler_command.scheduler"), [
+                              Arg(("-n", "--num-runs"), {"type": int, "default": None,
+                                                         "help": "stop after this many loop steps"}),
+                          ])
+
+STANDALONE = ActionCommand("standalone", "Scheduler plus the configured workers in one command",
+                           lazy("crossdock.cli.standalone_command.standalone"))
+
+DEMO = ActionCommand("demo", "Run the example DAGs end to end and print a summary",
+                     lazy("crossdock.cli.demo_command.demo"), [
+                         Arg(("--home",), {"help": "folder for the demo's database and logs "
+                                                   "(default: $CROSSDOCK_HOME/demo)"}),
+                         Arg(("--executor",), {"help": "executor to run the demo on (default: LocalExecutor)"}),
+                         Arg(("--dag",), {"action": "append", "help": "only this example DAG (repeatable)"}),
+                     ])
+
+VERSION = ActionCommand("version", "Print crossdock's version", lazy("crossdock.cli.version_command.version"))
+
+COMMANDS = [DB, DAGS, TASKS, CONFIG, SCHEDULER, STANDALONE, DEMO, VERSION]

@@ -1,0 +1,36 @@
+"""``crossdock config get|list``: what crossdock reads, after env overrides and defaults."""
+
+from __future__ import annotations
+
+import sys
+
+from crossdock.configuration import DEFAULTS, ConfigError, conf, config_file_path
+
+
+def get(args) -> int:
+    section, key = args.section.lower(), args.key.lower()
+    if not conf.has_option(section, key) and key not in DEFAULTS.get(section, {}):
+        raise ConfigError(f"[{section}] {key} is not a crossdock configuration key and is not set")
+    print(conf.get(section, key, fallback=""))
+    return 0
+
+
+def list_config(args) -> int:
+    if args.defaults:
+        from pathlib import Path
+        import tempfile
+
+        from crossdock.configuration import write_default_config
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "crossdock.cfg"
+            write_default_config(path)
+            sys.stdout.write(path.read_text())
+        return 0
+    print(f"# config file: {config_file_path()}")
+    for section, values in conf.as_dict().items():
+        print(f"[{section}]")
+        for key, value in values.items():
+            print(f"{key} = {value}")
+        print()
+    return 0

@@ -1,0 +1,162 @@
+"""``crossdock dags ...``: parse, list, trigger, inspect runs and import errors."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from crossdock.cli.errors import CliError
+from crossdock.cli.output import print_rows
+from crossdock.database import create_session, ensure_migrated
+from crossdock.models import DagImportError, DagModel, DagRun
+from crossdock.scheduler.dag_runs import DagNotFoundError, MANUAL, create_dag_run
+from crossdock.state import DagRunState
+
+#: Seconds between polls of ``dags trigger --wait``.
+WAIT_POLL_INTERVAL = 0.2
+
+
+def parse_dags_folder_into_db() -> dict[str, str]:
+    """Parse the DAG folder in child processes and store the result; returns import errors."""
+    from crossdock.configuration import conf
+    from crossdock.dag.dag_store import sync_parse_result_to_db
+    from crossdock.dag.processor import parse_dag_folder
+
+    ensure_migrated()
+    result = parse_dag_folder(conf.getstr("core", "dags_folder"))
+    with create_session() as session:
+        sync_parse_result_to_db(result, session)
+    return result.import_errors
+
+
+def list_dags(args) -> int:
+    errors = parse_dags_folder_into_db()
+    with create_session() as session:
+        dags = session.scalars(select(DagModel).where(DagModel.is_active.is_(True)).order_by(DagModel.dag_id)).all()
+        rows = [{"dag_id": d.dag_id, "fileloc": d.fileloc, "schedule": d.schedule, "paused": d.is_paused,
+                 "tags": ",".join(d.tags or [])} for d in dags]
+    print_rows(rows, columns=["dag_id", "fileloc", "schedule", "paused", "tags"], output=args.output)
+    if errors and args.output == "table":
+        print(f"\n{len(errors)} DAG file(s) failed to import; see: crossdock dags list-import-errors")
+    return 0
+
+
+def reserialize(_args) -> int:
+    errors = parse_dags_folder_into_db()
+    print(f"DAG folder parsed; {len(errors)} import error(s)")
+    return 0
+
+
+def _parse_logical_date(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--logical-date {text!r} is not an ISO-8601 date") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def trigger(args) -> int:
+    run_conf = None
+    if args.conf:
+        try:
+            run_conf = json.loads(args.conf)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"--conf is not valid JSON: {exc}") from None
+        if not isinstance(run_conf, dict):
+            raise CliError("--conf must be a JSON object")
+    ensure_migrated()
+    logical_date = _parse_logical_date(args.logical_date)
+    with create_session() as session:
+        known = session.get(DagModel, args.dag_id)
+    if known is None:
+        parse_dags_folder_into_db()
+    with create_session() as session:
+        run = create_dag_run(session, dag_id=args.dag_id, run_type=MANUAL, run_id=args.run_id,
+                             logical_date=logical_date, conf=run_conf)
+        run_id = run.run_id
+    print(f"queued run {run_id!r} of DAG {args.dag_id!r}")
+    if not args.wait:
+        return 0
+    state = wait_for_run(args.dag_id, run_id, timeout=args.timeout)
+    print(f"run {run_id!r} finished: {state}")
+    return 0 if state == DagRunState.SUCCESS else 1
+
+
+def wait_for_run(dag_id: str, run_id: str, *, timeout: float | None) -> str:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        with create_session() as session:
+            state = session.scalar(select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        if state in (DagRunState.SUCCESS, DagRunState.FAILED):
+            return state
+        if deadline is not None and time.monotonic() > deadline:
+            raise CliError(f"run {run_id!r} of {dag_id!r} is still {state} after {timeout} s "
+                           f"(is a scheduler running?)")
+        time.sleep(WAIT_POLL_INTERVAL)
+
+
+def list_runs(args) -> int:
+    ensure_migrated()
+    query = select(DagRun).order_by(DagRun.id.desc())
+    if args.dag_id:
+        query = query.where(DagRun.dag_id == args.dag_id)
+    if args.state:
+        query = query.where(DagRun.state == args.state)
+    with create_session() as session:
+        rows = [{"dag_id": r.dag_id, "run_id": r.run_id, "state": r.state, "run_type": r.run_type,
+                 "logical_date": r.logical_date, "start_date": r.start_date, "end_date": r.end_date}
+                for r in session.scalars(query)]
+    print_rows(rows, columns=["dag_id", "run_id", "state", "run_type", "logical_date", "start_date", "end_date"],
+               output=args.output)
+    return 0
+
+
+def list_import_errors(args) -> int:
+    ensure_migrated()
+    with create_session() as session:
+        rows = [{"filename": e.filename, "timestamp": e.timestamp, "error": e.stacktrace}
+                for e in session.scalars(select(DagImportError).order_by(DagImportError.filename))]
+    if args.output == "json":
+        print_rows(rows, columns=["filename", "timestamp", "error"], output="json")
+    elif not rows:
+        print("no import errors")
+    else:
+        for row in rows:
+            print(f"{row['filename']}:\n  " + row["error"].strip().replace("\n", "\n  ") + "\n")
+    return 0
+
+
+def state(args) -> int:
+    ensure_migrated()
+    with create_session() as session:
+        value = session.scalar(select(DagRun.state).where(DagRun.dag_id == args.dag_id,
+                                                          DagRun.run_id == args.run_id))
+    if value is None:
+        raise CliError(f"DAG {args.dag_id!r} has no run {args.run_id!r}")
+    print(value)
+    return 0
+
+
+def _set_paused(dag_id: str, paused: bool) -> None:
+    ensure_migrated()
+    with create_session() as session:
+        dag = session.get(DagModel, dag_id)
+        if dag is None:
+            raise DagNotFoundError(f"DAG {dag_id!r} not found")
+        dag.is_paused = paused
+    print(f"DAG {dag_id!r} {'paused' if paused else 'unpaused'}")
+
+
+def pause(args) -> int:
+    _set_paused(args.dag_id, True)
+    return 0
+
+
+def unpause(args) -> int:
+    _set_paused(args.dag_id, False)
+    return 0

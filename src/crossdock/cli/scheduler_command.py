@@ -1,0 +1,27 @@
+"""``crossdock scheduler``: the one process that schedules, with the executor inside it."""
+
+from __future__ import annotations
+
+import logging
+
+from crossdock.configuration import conf
+from crossdock.database import check_connection, ensure_migrated
+
+log = logging.getLogger("crossdock.scheduler")
+
+
+def build_scheduler(**kwargs):
+    """Validate config, migrate, load the configured executors and return a SchedulerJob."""
+    from crossdock.executors.executor_loader import load_executors
+    from crossdock.scheduler.scheduler_job import SchedulerJob
+
+    conf.validate()
+    check_connection()
+    ensure_migrated()
+    return SchedulerJob(executors=load_executors(), **kwargs)
+
+
+def scheduler(args) -> int:
+    job = build_scheduler()
+    job.run(handle_signals=True, max_loops=args.num_runs)
+    return 0

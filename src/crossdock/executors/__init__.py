@@ -1,0 +1,1 @@
+"""Executors: where task commands run. Each module can be read alone."""

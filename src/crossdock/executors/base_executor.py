@@ -1,0 +1,250 @@
+"""The executor contract the scheduler talks to; the names and meanings are Airflow's.
+
+The executor lives inside the scheduler process. The scheduler hands it task instances
+(``queue_command`` / ``queue_task_instance``), calls ``heartbeat()`` every loop, and reads
+finished states back with ``get_event_buffer()``. Subclasses implement ``execute_async``
+(start one command) and ``sync`` (learn what finished); everything else has a working
+default here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from crossdock.configuration import conf
+from crossdock.models.taskinstancekey import TaskInstanceKey
+from crossdock.runner.command import task_run_command, validate_task_command
+from crossdock.state import TaskInstanceState
+
+if TYPE_CHECKING:
+    from crossdock.models.taskinstance import TaskInstance
+
+CommandType = Sequence[str]
+#: (command, priority, queue, task instance)
+QueuedTaskInstanceType = tuple[CommandType, int, Optional[str], "TaskInstance"]
+#: (state, info); info is a human-readable reason or None
+EventBufferValueType = tuple[Optional[str], Any]
+
+PARALLELISM: int = 32
+
+
+class BaseExecutor:
+    """Base class of every executor.
+
+    :param parallelism: most task instances this executor runs at once; 0 means no limit.
+    """
+
+    supports_ad_hoc_ti_run: bool = False
+    supports_pickling: bool = True
+    supports_sentry: bool = False
+    is_local: bool = False
+    is_single_threaded: bool = False
+    is_production: bool = True
+    change_sensor_mode_to_reschedule: bool = False
+    serve_logs: bool = False
+    callback_sink = None
+
+    #: The name the executor is configured by (short alias or dotted path), set by the loader.
+    name: str | None = None
+
+    def __init__(self, parallelism: int = PARALLELISM):
+        self.parallelism: int = parallelism
+        self.queued_tasks: dict[TaskInstanceKey, QueuedTaskInstanceType] = {}
+        self.running: set[TaskInstanceKey] = set()
+        self.event_buffer: dict[TaskInstanceKey, EventBufferValueType] = {}
+        self._job_id: int | str | None = None
+        self.log = logging.getLogger(f"crossdock.executors.{type(self).__name__}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(parallelism={self.parallelism})"
+
+    # -- identity ------------------------------------------------------------------
+    @property
+    def job_id(self) -> int | str | None:
+        """The id of the scheduler job this executor works for (labels its pods, etc.)."""
+        return self._job_id
+
+    @job_id.setter
+    def job_id(self, value: int | str | None) -> None:
+        self._job_id = value
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        """Set up whatever the executor needs; called once by the scheduler."""
+
+    def end(self) -> None:
+        """Wait for running tasks to finish, then release resources."""
+        raise NotImplementedError
+
+    def terminate(self) -> None:
+        """Stop at once, killing tasks in flight."""
+        raise NotImplementedError
+
+    # -- queueing --------------------------------------------------------------------
+    def queue_command(self, task_instance: "TaskInstance", command: CommandType,
+                      priority: int = 1, queue: str | None = None) -> None:
+        """Hold a command until a heartbeat has a slot for it; a key already queued is ignored."""
+        if task_instance.key not in self.queued_tasks:
+            self.log.debug("Adding to queue: %s", command)
+            self.queued_tasks[task_instance.key] = (command, priority, queue, task_instance)
+        else:
+            self.log.error("could not queue task %s: it is already queued", task_instance.key)
+
+    def queue_task_instance(self, task_instance: "TaskInstance", **kwargs: Any) -> None:
+        """Queue the task command of a task instance at its own priority and queue."""
+        command = task_run_command(task_instance.key, subdir=getattr(task_instance, "dag_fileloc", None)
+                                   or kwargs.get("cfg_path"))
+        self.queue_command(task_instance, command,
+                           priority=task_instance.priority_weight or 1,
+                           queue=task_instance.queue)
+
+    def has_task(self, task_instance: "TaskInstance") -> bool:
+        """Whether this executor already holds the task instance (queued or running)."""
+        return task_instance.key in self.queued_tasks or task_instance.key in self.running
+
+    # -- the heartbeat ---------------------------------------------------------------
+    def heartbeat(self) -> None:
+        """Start as many queued commands as there are open slots, then sync states."""
+        if not self.parallelism:
+            open_slots = len(self.queued_tasks)
+        else:
+            open_slots = self.parallelism - len(self.running)
+        self.log.debug("%s running, %s queued, %s open slots",
+                       len(self.running), len(self.queued_tasks), open_slots)
+        self.trigger_tasks(open_slots)
+        self.sync()
+
+    def order_queued_tasks_by_priority(self) -> list[tuple[TaskInstanceKey, QueuedTaskInstanceType]]:
+        """Queued tasks, highest priority first; ties keep the order they were queued in."""
+        return sorted(self.queued_tasks.items(), key=lambda item: item[1][1], reverse=True)
+
+    def trigger_tasks(self, open_slots: int) -> None:
+        """Hand up to ``open_slots`` queued commands to :meth:`execute_async`, by priority."""
+        if open_slots <= 0 or not self.queued_tasks:
+            return
+        batch = []
+        for key, (command, _priority, queue, ti) in self.order_queued_tasks_by_priority():
+            if len(batch) >= open_slots:
+                break
+            if key in self.running:
+                # The previous run of this very key has not reported back; wait for it.
+                self.log.info("task %s is still running; it will be retried later", key)
+                continue
+            batch.append((key, command, queue, getattr(ti, "executor_config", None)))
+        if batch:
+            self._process_tasks(batch)
+
+    def _process_tasks(self, task_tuples: list[tuple[TaskInstanceKey, CommandType, str | None, Any]]) -> None:
+        for key, command, queue, executor_config in task_tuples:
+            del self.queued_tasks[key]
+            self.execute_async(key=key, command=command, queue=queue, executor_config=executor_config)
+            self.running.add(key)
+
+    # -- abstract ----------------------------------------------------------------------
+    def execute_async(self, key: TaskInstanceKey, command: CommandType,
+                      queue: str | None = None, executor_config: Any | None = None) -> None:
+        """Start running ``command`` for ``key``; must not block on the task."""
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        """Learn what finished and report it through :meth:`change_state`."""
+        raise NotImplementedError
+
+    # -- state reporting -----------------------------------------------------------
+    def change_state(self, key: TaskInstanceKey, state: str, info: Any = None,
+                     remove_running: bool = True) -> None:
+        """Record a state for the scheduler; final states take the key out of ``running``."""
+        if remove_running:
+            try:
+                self.running.remove(key)
+            except KeyError:
+                self.log.debug("could not find key %s in running", key)
+        self.event_buffer[key] = state, info
+
+    def fail(self, key: TaskInstanceKey, info: Any = None) -> None:
+        self.change_state(key, TaskInstanceState.FAILED, info)
+
+    def success(self, key: TaskInstanceKey, info: Any = None) -> None:
+        self.change_state(key, TaskInstanceState.SUCCESS, info)
+
+    def queued(self, key: TaskInstanceKey, info: Any = None) -> None:
+        self.change_state(key, TaskInstanceState.QUEUED, info, remove_running=False)
+
+    def running_state(self, key: TaskInstanceKey, info: Any = None) -> None:
+        self.change_state(key, TaskInstanceState.RUNNING, info, remove_running=False)
+
+    def get_event_buffer(self, dag_ids: list[str] | None = None) -> dict[TaskInstanceKey, EventBufferValueType]:
+        """Pop and return the events of ``dag_ids`` (all events when None)."""
+        if dag_ids is None:
+            events, self.event_buffer = self.event_buffer, {}
+            return events
+        wanted = set(dag_ids)
+        return {key: self.event_buffer.pop(key) for key in list(self.event_buffer) if key.dag_id in wanted}
+
+    # -- capacity --------------------------------------------------------------------
+    @property
+    def slots_available(self) -> int:
+        """Commands this executor can still accept (queued ones count as taken)."""
+        if self.parallelism:
+            return self.parallelism - len(self.running) - len(self.queued_tasks)
+        return sys.maxsize
+
+    @property
+    def slots_occupied(self) -> int:
+        return len(self.running) + len(self.queued_tasks)
+
+    # -- recovery and control -------------------------------------------------------
+    def try_adopt_task_instances(self, tis: Sequence["TaskInstance"]) -> Sequence["TaskInstance"]:
+        """Take over task instances of a dead scheduler; return those not adopted (here: all)."""
+        return tis
+
+    def cleanup_stuck_queued_tasks(self, tis: list["TaskInstance"]) -> list[str]:
+        """Give up on tasks stuck in queued; return a readable line per task handled."""
+        raise NotImplementedError
+
+    def revoke_task(self, *, ti: "TaskInstance") -> None:
+        """Stop a queued or running task instance and forget it."""
+        raise NotImplementedError
+
+    def get_task_log(self, ti: "TaskInstance", try_number: int) -> tuple[list[str], list[str]]:
+        """(messages about where the log came from, log lines) for one try."""
+        return [], []
+
+    def send_callback(self, request: Any) -> None:
+        if not self.callback_sink:
+            raise ValueError("Callback sink is not ready.")
+        self.callback_sink.send(request)
+
+    @staticmethod
+    def get_cli_commands() -> list:
+        """CLI command groups this executor adds to ``crossdock`` (see crossdock.cli.definition)."""
+        return []
+
+    @staticmethod
+    def validate_command(command: CommandType) -> None:
+        """Refuse anything but ``["crossdock", "tasks", "run", ...]``."""
+        validate_task_command(command)
+
+    def debug_dump(self) -> None:
+        """Log what the executor holds, for a user chasing a stuck task."""
+        self.log.info("executor %r: %d queued, %d running, %d events", self,
+                      len(self.queued_tasks), len(self.running), len(self.event_buffer))
+        for key in self.queued_tasks:
+            self.log.info("  queued: %s", key)
+        for key in sorted(self.running):
+            self.log.info("  running: %s", key)
+        for key, event in self.event_buffer.items():
+            self.log.info("  event: %s -> %s", key, event)
+
+    # -- non-contract helpers --------------------------------------------------------
+    def wait_for_events(self, timeout: float) -> None:
+        """Block up to ``timeout`` seconds or until an event may be ready (scheduler idle wait).
+
+        Executors with a pipe or socket override this to wake the scheduler the moment a
+        task ends, which is what keeps a chain link in milliseconds.
+        """
+        import time
+
+        time.sleep(timeout)

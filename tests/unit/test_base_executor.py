@@ -1,0 +1,147 @@
+"""BaseExecutor: the contract the scheduler and the seed documents rely on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from crossdock.executors.base_executor import BaseExecutor
+from crossdock.models.taskinstancekey import TaskInstanceKey
+from crossdock.runner.command import InvalidCommandError
+from crossdock.state import TaskInstanceState as S
+
+
+@dataclass
+class FakeTI:
+    """The attributes of a task instance an executor reads (plain data, no database)."""
+
+    task_id: str
+    priority_weight: int = 1
+    queue: str = "default"
+    try_number: int = 1
+    executor_config: dict | None = None
+    dag_id: str = "dag"
+    run_id: str = "run"
+    map_index: int = -1
+
+    @property
+    def key(self):
+        return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index)
+
+
+class RecordingExecutor(BaseExecutor):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.executed = []
+
+    def execute_async(self, key, command, queue=None, executor_config=None):
+        self.executed.append((key.task_id, queue))
+
+    def sync(self):
+        pass
+
+
+def test_compatibility_attributes_have_airflow_defaults():
+    assert BaseExecutor.supports_ad_hoc_ti_run is False
+    assert BaseExecutor.supports_pickling is True
+    assert BaseExecutor.supports_sentry is False
+    assert BaseExecutor.is_local is False
+    assert BaseExecutor.is_single_threaded is False
+    assert BaseExecutor.is_production is True
+    assert BaseExecutor.change_sensor_mode_to_reschedule is False
+    assert BaseExecutor.serve_logs is False
+    assert BaseExecutor.callback_sink is None
+    assert BaseExecutor().parallelism == 32
+
+
+def test_queue_command_ignores_a_key_already_queued():
+    executor = RecordingExecutor()
+    ti = FakeTI("a")
+    executor.queue_command(ti, ["crossdock", "tasks", "run", "dag", "a", "run"], priority=1, queue="q1")
+    executor.queue_command(ti, ["other"], priority=9, queue="q2")
+    assert executor.queued_tasks[ti.key][0] == ["crossdock", "tasks", "run", "dag", "a", "run"]
+    assert executor.has_task(ti)
+
+
+def test_queue_task_instance_builds_the_task_command_at_its_priority_and_queue():
+    executor = RecordingExecutor()
+    ti = FakeTI("a", priority_weight=7, queue="high", try_number=2)
+    executor.queue_task_instance(ti)
+    command, priority, queue, queued_ti = executor.queued_tasks[ti.key]
+    assert command == ["crossdock", "tasks", "run", "dag", "a", "run", "--try-number", "2"]
+    assert (priority, queue, queued_ti) == (7, "high", ti)
+
+
+def test_heartbeat_triggers_by_priority_within_open_slots_stable_for_ties():
+    executor = RecordingExecutor(parallelism=3)
+    for name, weight in [("low", 1), ("tie1", 5), ("high", 9), ("tie2", 5)]:
+        executor.queue_command(FakeTI(name), ["crossdock", "tasks", "run", "d", name, "r"], priority=weight)
+    executor.heartbeat()
+    assert [t for t, _ in executor.executed] == ["high", "tie1", "tie2"]
+    assert len(executor.running) == 3 and len(executor.queued_tasks) == 1
+    assert executor.slots_available == -1  # queued tasks count against capacity too
+    assert executor.slots_occupied == 4
+
+
+def test_parallelism_zero_means_unlimited():
+    executor = RecordingExecutor(parallelism=0)
+    for i in range(50):
+        executor.queue_command(FakeTI(f"t{i}"), ["crossdock", "tasks", "run", "d", f"t{i}", "r"])
+    executor.heartbeat()
+    assert len(executor.executed) == 50
+    import sys
+
+    assert executor.slots_available == sys.maxsize
+
+
+def test_change_state_fills_the_event_buffer_and_leaves_running():
+    executor = RecordingExecutor()
+    key = FakeTI("a").key
+    executor.running.add(key)
+    executor.running_state(key, "host")
+    assert key in executor.running
+    executor.fail(key, "boom")
+    assert key not in executor.running
+    assert executor.event_buffer[key] == (S.FAILED, "boom")
+
+
+def test_get_event_buffer_pops_only_the_listed_dags():
+    executor = RecordingExecutor()
+    a, b = FakeTI("a", dag_id="one").key, FakeTI("b", dag_id="two").key
+    executor.success(a)
+    executor.success(b)
+    assert executor.get_event_buffer(["one"]) == {a: (S.SUCCESS, None)}
+    assert executor.get_event_buffer() == {b: (S.SUCCESS, None)}
+    assert executor.get_event_buffer() == {}
+
+
+def test_send_callback_without_a_sink_is_refused():
+    with pytest.raises(ValueError, match="Callback sink is not ready."):
+        RecordingExecutor().send_callback(object())
+
+
+def test_default_adoption_adopts_nothing_and_log_is_empty():
+    tis = [FakeTI("a")]
+    executor = RecordingExecutor()
+    assert executor.try_adopt_task_instances(tis) == tis
+    assert executor.get_task_log(tis[0], 1) == ([], [])
+    assert executor.get_cli_commands() == []
+
+
+@pytest.mark.parametrize("command", [
+    ["bash", "-c", "rm -rf /"],
+    "crossdock tasks run d t r",
+    ["crossdock", "tasks", "run"],
+    ["crossdock", "dags", "trigger", "x", "y", "z"],
+    ["crossdock", "tasks", "run", "d", "t", 5],
+])
+def test_validate_command_refuses_anything_but_a_task_run(command):
+    with pytest.raises(InvalidCommandError, match="refusing to run"):
+        BaseExecutor.validate_command(command)
+
+
+def test_job_id_is_settable():
+    executor = RecordingExecutor()
+    executor.job_id = 42
+    assert executor.job_id == 42
