@@ -1,0 +1,40 @@
+"""crossdock: a small, fast workflow runner with a hybrid Celery + Kubernetes executor.
+
+``from crossdock import DAG, task, BashOperator, PythonOperator`` is the authoring API.
+The names are resolved on first use, so ``import crossdock`` alone (done by every CLI
+call, worker and pod) imports neither the database layer nor Celery.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: Public name → module that defines it.
+_LAZY: dict[str, str] = {
+    "DAG": "crossdock.dag.dag",
+    "BaseOperator": "crossdock.dag.baseoperator",
+    "BashOperator": "crossdock.dag.bash_operator",
+    "PythonOperator": "crossdock.dag.python_operator",
+    "task": "crossdock.dag.decorators",
+    "TaskFailure": "crossdock.dag.exceptions",
+    "DagDefinitionError": "crossdock.dag.exceptions",
+    "TriggerRule": "crossdock.dag.trigger_rule",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crossdock' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,90 @@
+"""Errors raised while a DAG is written, loaded or run.
+
+Every message names the DAG (and the tasks or file) it is about, because the person
+reading it is looking at an import-error list or a task log, not at the code that
+raised it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+class DagDefinitionError(ValueError):
+    """A DAG or task was declared with a value crossdock cannot accept."""
+
+
+class DagCycleError(DagDefinitionError):
+    """An edge would make the task graph cyclic; ``cycle`` lists the task ids around it."""
+
+    def __init__(self, dag_id: str, cycle: Sequence[str]):
+        self.dag_id = dag_id
+        self.cycle = list(cycle)
+        path = " >> ".join(self.cycle)
+        super().__init__(f"DAG {dag_id!r} would contain a cycle: {path}")
+
+    def __reduce__(self):
+        return type(self), (self.dag_id, self.cycle)
+
+
+class DuplicateTaskIdError(DagDefinitionError):
+    """Two different tasks of one DAG have the same task_id."""
+
+    def __init__(self, dag_id: str, task_id: str):
+        self.dag_id = dag_id
+        self.task_id = task_id
+        super().__init__(f"DAG {dag_id!r} already has a task with task_id {task_id!r}")
+
+    def __reduce__(self):
+        return type(self), (self.dag_id, self.task_id)
+
+
+class TaskNotFound(KeyError):
+    """A task id that the DAG does not contain."""
+
+    def __init__(self, dag_id: str, task_id: str):
+        self.dag_id = dag_id
+        self.task_id = task_id
+        super().__init__(task_id)
+
+    def __str__(self) -> str:
+        # KeyError would show repr(task_id); the full sentence is what users need.
+        return f"DAG {self.dag_id!r} has no task {self.task_id!r}"
+
+    def __reduce__(self):
+        return type(self), (self.dag_id, self.task_id)
+
+
+class DagFileError(Exception):
+    """A DAG file could not be loaded; ``message`` is the readable reason."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        self.message = message
+        super().__init__(path, message)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class DagNotFound(LookupError):
+    """No loadable DAG file defines the requested dag_id."""
+
+    def __init__(self, dag_id: str, message: str):
+        self.dag_id = dag_id
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return type(self), (self.dag_id, self.message)
+
+
+class TaskFailure(Exception):
+    """A task's own work failed (for example a bash command exited non-zero).
+
+    The runner reports the message as the failure reason of the try; it carries no
+    traceback worth showing, unlike an unexpected exception from user code.
+    """

@@ -1,0 +1,68 @@
+"""PythonOperator: run a Python callable as a task."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping, Sequence
+
+from crossdock.dag.baseoperator import BaseOperator
+from crossdock.dag.exceptions import DagDefinitionError
+
+log = logging.getLogger("crossdock.task")
+
+
+def context_arguments(func: Callable[..., Any], context: Mapping[str, Any], *,
+                      op_args: Sequence[Any] = (), op_kwargs: Mapping[str, Any] | None = None
+                      ) -> dict[str, Any]:
+    """The context entries ``func`` can accept, by name.
+
+    A callable with ``**context`` gets every key; otherwise only the keys that match one
+    of its parameter names, so ``def f(): ...`` and ``def f(ti, run_id): ...`` both work.
+    Parameters already filled by ``op_args`` / ``op_kwargs`` are left alone.
+    """
+    import inspect
+
+    op_kwargs = op_kwargs or {}
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # some builtins have no signature
+        return {}
+    positional = [p.name for p in parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    taken = set(positional[:len(op_args)]) | set(op_kwargs)
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        names = [p.name for p in parameters.values() if p.kind is p.POSITIONAL_ONLY]
+        return {key: value for key, value in context.items() if key not in taken and key not in names}
+    return {name: context[name] for name, p in parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and name in context and name not in taken}
+
+
+class PythonOperator(BaseOperator):
+    """Call ``python_callable(*op_args, **op_kwargs, **<matching context>)``.
+
+    :param python_callable: the function to call; its return value is logged.
+    :param op_args: positional arguments for it.
+    :param op_kwargs: keyword arguments for it.
+    """
+
+    def __init__(self, task_id: str, python_callable: Callable[..., Any] | None = None, *,
+                 op_args: Sequence[Any] | None = None, op_kwargs: Mapping[str, Any] | None = None,
+                 **kwargs: Any):
+        super().__init__(task_id, **kwargs)
+        if not callable(python_callable):
+            raise DagDefinitionError(
+                f"DAG {self.dag_id!r}, task {task_id!r}: python_callable must be callable, "
+                f"not {python_callable!r}")
+        if op_kwargs is not None and not isinstance(op_kwargs, Mapping):
+            raise DagDefinitionError(f"task {task_id!r}: op_kwargs must be a dict")
+        self.python_callable = python_callable
+        self.op_args: list[Any] = list(op_args or ())
+        self.op_kwargs: dict[str, Any] = dict(op_kwargs or {})
+
+    def execute(self, context: dict[str, Any]) -> Any:
+        extra = context_arguments(self.python_callable, context,
+                                  op_args=self.op_args, op_kwargs=self.op_kwargs)
+        result = self.python_callable(*self.op_args, **self.op_kwargs, **extra)
+        log.info("Done. Returned value was: %r", result)
+        return result

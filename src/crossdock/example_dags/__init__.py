@@ -1,0 +1,1 @@
+"""Example workflows, loaded when ``[core] load_examples`` is true."""
