@@ -2,7 +2,9 @@
 
 from alembic import context
 
-from crossdock.models import Base
+from crossdock.models import load_all
+
+Base = load_all()
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -1,15 +1,44 @@
-"""crossdock's metadata tables; importing this package registers all of them."""
+"""crossdock's metadata tables.
 
-from crossdock.models.base import Base
-from crossdock.models.dag import DagModel, SerializedDagModel
-from crossdock.models.dagrun import DagRun
-from crossdock.models.import_error import DagImportError
-from crossdock.models.job import Job
-from crossdock.models.pool import DEFAULT_POOL_NAME, Pool
-from crossdock.models.taskinstance import TaskInstance
-from crossdock.models.taskinstancekey import TaskInstanceKey
+Names resolve on first use, so ``crossdock.models.taskinstancekey`` (imported by every
+worker and pod) does not drag SQLAlchemy's table definitions into processes that never
+touch the database. :func:`load_all` registers every table at once (migrations need that).
+"""
 
-__all__ = [
-    "Base", "DagModel", "SerializedDagModel", "DagRun", "DagImportError", "Job",
-    "Pool", "DEFAULT_POOL_NAME", "TaskInstance", "TaskInstanceKey",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Base": "crossdock.models.base",
+    "DagModel": "crossdock.models.dag",
+    "SerializedDagModel": "crossdock.models.dag",
+    "DagRun": "crossdock.models.dagrun",
+    "DagImportError": "crossdock.models.import_error",
+    "Job": "crossdock.models.job",
+    "Pool": "crossdock.models.pool",
+    "DEFAULT_POOL_NAME": "crossdock.models.pool",
+    "TaskInstance": "crossdock.models.taskinstance",
+    "TaskInstanceKey": "crossdock.models.taskinstancekey",
+}
+
+__all__ = [*_LAZY, "load_all"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crossdock.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def load_all():
+    """Import every table module and return the shared declarative Base."""
+    for module in set(_LAZY.values()):
+        importlib.import_module(module)
+    from crossdock.models.base import Base
+
+    return Base

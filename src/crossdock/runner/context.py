@@ -1,0 +1,89 @@
+"""What a task's ``execute(context)`` receives.
+
+The runner never reads the metadata database (design principle 1), so everything in the
+context comes from the command line and the DAG file: the ids, the try number and the
+logical date are passed in by the executor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from crossdock.configuration import conf
+from crossdock.models.taskinstancekey import TaskInstanceKey
+
+#: A run id made by crossdock ends in its logical date: ``manual__2024-01-01T00:00:00+00:00``.
+_RUN_ID_DATE = re.compile(r"__(\d{4}-\d{2}-\d{2}T[0-9:.+\-Z]+)$")
+
+
+@dataclass(frozen=True)
+class RuntimeTaskInstance:
+    """The running try as the task sees it (``context["ti"]``): ids, no database row."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int
+    map_index: int = -1
+    logical_date: datetime | None = None
+    hostname: str = ""
+    pid: int = field(default_factory=os.getpid)
+
+    @property
+    def key(self) -> TaskInstanceKey:
+        return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index)
+
+
+def task_hostname() -> str:
+    """``[core] hostname`` when set, else the machine's name (cheap: no DNS lookup)."""
+    return conf.getstr("core", "hostname") or socket.gethostname()
+
+
+def parse_logical_date(text: str) -> datetime:
+    """An ISO 8601 date or datetime; naive values are taken as UTC."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def logical_date_from_run_id(run_id: str) -> datetime | None:
+    """The logical date a crossdock-made run id carries, or None for a custom run id."""
+    match = _RUN_ID_DATE.search(run_id)
+    if not match:
+        return None
+    try:
+        return parse_logical_date(match.group(1))
+    except ValueError:
+        return None
+
+
+def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance) -> dict[str, Any]:
+    """The context dict; key names are Airflow's so existing callables keep working."""
+    params: dict[str, Any] = {}
+    for owner in (dag, task):
+        values = getattr(owner, "params", None)
+        if isinstance(values, Mapping):
+            params.update(values)
+    context: dict[str, Any] = {
+        "dag": dag,
+        "task": task,
+        "dag_id": ti.dag_id,
+        "task_id": ti.task_id,
+        "run_id": ti.run_id,
+        "try_number": ti.try_number,
+        "map_index": ti.map_index,
+        "logical_date": ti.logical_date,
+        "params": params,
+        "ti": ti,
+    }
+    if ti.logical_date is not None:
+        context["ds"] = ti.logical_date.date().isoformat()
+        context["ts"] = ti.logical_date.isoformat()
+    return context

@@ -1,0 +1,395 @@
+"""``crossdock tasks run`` and ``crossdock tasks test``: run one try of one task.
+
+This is the code every executor ends in: a Celery worker's fork, a Kubernetes pod, a
+LocalExecutor child. It loads the DAG file, runs the task with its timeout, writes the
+try's log file and reports through its exit code and the last line of stderr. It never
+opens the metadata database (design principle 1): the scheduler turns the exit code
+into task state.
+
+Exit codes:
+
+* ``0`` the task succeeded;
+* ``1`` the task raised, timed out or was terminated;
+* ``2`` the command was wrong: bad arguments, DAG file failed to import, DAG or task
+  not found. Retrying does not help.
+
+On every failure the last line written to the original stderr is
+``crossdock: task failed: <one-line reason>``; executors forward that line as the
+failure reason (see :func:`failure_reason_from_stderr`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from crossdock.configuration import ConfigError, conf
+from crossdock.runner.context import (
+    RuntimeTaskInstance,
+    build_context,
+    logical_date_from_run_id,
+    parse_logical_date,
+    task_hostname,
+)
+from crossdock.runner.interrupt import (
+    DagImportTimeout,
+    TaskInterrupted,
+    boot_clock,
+    execution_timeout,
+    kill_child_processes,
+    terminate_raises,
+    timeout_seconds,
+)
+from crossdock.runner.task_log import OutputCapture, log_timestamp, task_log_path, write_all
+
+EXIT_SUCCESS = 0
+EXIT_TASK_FAILED = 1
+EXIT_USAGE = 2
+
+FAILURE_PREFIX = "crossdock: task failed: "
+#: A failure reason is one line; a longer message is cut so it fits a log line and a DB column.
+MAX_REASON_CHARS = 1000
+TEST_RUN_ID_PREFIX = "test__"
+TASK_LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
+
+
+class UsageError(Exception):
+    """The command line is wrong; the runner exits 2 without running anything."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so the failure line is still written."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+# -- arguments -------------------------------------------------------------------------
+def add_task_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of ``crossdock tasks run`` (the CLI reuses them for ``--help``)."""
+    parser.add_argument("dag_id", help="id of the DAG")
+    parser.add_argument("task_id", help="id of the task")
+    parser.add_argument("run_id", help="id of the DAG run")
+    parser.add_argument("--try-number", type=int, default=1, dest="try_number",
+                        help="which try this is, from 1 (names the log file)")
+    parser.add_argument("--map-index", type=int, default=-1, dest="map_index",
+                        help="index of a mapped task instance; -1 for an unmapped task")
+    _add_common_arguments(parser)
+    return parser
+
+
+def add_task_test_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of ``crossdock tasks test``."""
+    parser.add_argument("dag_id", help="id of the DAG")
+    parser.add_argument("task_id", help="id of the task")
+    parser.add_argument("--map-index", type=int, default=-1, dest="map_index",
+                        help="index of a mapped task instance; -1 for an unmapped task")
+    _add_common_arguments(parser)
+    return parser
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--subdir", "-S", default=None,
+                        help="DAG file or folder to load the DAG from; a leading DAGS_FOLDER "
+                             "stands for [core] dags_folder (default: the whole dags folder)")
+    parser.add_argument("--logical-date", default=None, dest="logical_date",
+                        help="logical date of the run (ISO 8601); default: the date in the run id")
+
+
+@dataclass(frozen=True)
+class TaskTry:
+    """One try to run, as parsed from the command line."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int = 1
+    map_index: int = -1
+    subdir: str | None = None
+    logical_date: datetime | None = None
+
+
+def _parse(argv: Sequence[str], *, test: bool) -> TaskTry:
+    prog = "crossdock tasks test" if test else "crossdock tasks run"
+    parser = _ArgumentParser(prog=prog)
+    (add_task_test_arguments if test else add_task_run_arguments)(parser)
+    args = parser.parse_args(list(argv))
+    try:
+        logical_date = parse_logical_date(args.logical_date) if args.logical_date else None
+    except ValueError:
+        raise UsageError(f"--logical-date {args.logical_date!r} is not an ISO 8601 date") from None
+    if test:
+        logical_date = logical_date or datetime.now(timezone.utc).replace(microsecond=0)
+        run_id = f"{TEST_RUN_ID_PREFIX}{logical_date.isoformat()}"
+        try_number = 1
+    else:
+        run_id, try_number = args.run_id, args.try_number
+        if try_number < 0:
+            raise UsageError(f"--try-number must not be negative, got {try_number}")
+        logical_date = logical_date or logical_date_from_run_id(run_id)
+    return TaskTry(dag_id=args.dag_id, task_id=args.task_id, run_id=run_id, try_number=try_number,
+                   map_index=args.map_index, subdir=args.subdir,
+                   logical_date=logical_date)
+
+
+# -- reasons ---------------------------------------------------------------------------
+def one_line(text: str) -> str:
+    """A message as one line: its first line, plus its last when they differ (a traceback's
+    last line names the error), cut to :data:`MAX_REASON_CHARS`."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[0] if len(lines) == 1 or lines[-1] in lines[0] else f"{lines[0]} ... {lines[-1]}"
+    if len(line) > MAX_REASON_CHARS:
+        line = line[:MAX_REASON_CHARS - 3] + "..."
+    return line
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"ValueError: boom"``: how a task's exception reads as a failure reason."""
+    message = one_line(str(exc))
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def failure_reason_from_stderr(text: str | bytes | None) -> str | None:
+    """The reason from the runner's ``crossdock: task failed: …`` line, or None.
+
+    The last such line wins: a task may print anything before it.
+    """
+    if not text:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith(FAILURE_PREFIX):
+            return line[len(FAILURE_PREFIX):].strip() or None
+    return None
+
+
+# -- running ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    reason: str | None = None
+
+
+class _ResolveFailure(Exception):
+    """The DAG or task could not be loaded; ``reason`` is the one-line failure reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _resolve(task_try: TaskTry) -> tuple[Any, Any]:
+    """The DAG and task of a try; any failure here is a usage-type failure (exit 2)."""
+    try:
+        from crossdock.dag.exceptions import DagFileError, DagNotFound, TaskNotFound
+        from crossdock.dag.loader import get_dag
+    except Exception as exc:  # crossdock itself is broken or incomplete
+        traceback.print_exc()
+        raise _ResolveFailure(f"cannot load the DAG loader: {describe_exception(exc)}") from None
+    try:
+        with execution_timeout(conf.getfloat("core", "dagbag_import_timeout") or None, error=DagImportTimeout):
+            dag = get_dag(task_try.dag_id, subdir=task_try.subdir)
+        task = dag.get_task(task_try.task_id)
+    except (DagFileError, DagNotFound, TaskNotFound) as exc:
+        print(f"crossdock: {exc}", file=sys.stderr)
+        raise _ResolveFailure(one_line(str(exc)) or type(exc).__name__) from None
+    except TaskInterrupted:
+        raise
+    except BaseException as exc:
+        traceback.print_exc()
+        raise _ResolveFailure(f"cannot load DAG {task_try.dag_id!r}: {describe_exception(exc)}") from None
+    return dag, task
+
+
+def _execute(task_try: TaskTry, *, hostname: str) -> Outcome:
+    """Load and run the task; never raises. Output goes wherever fds 1/2 point now."""
+    try:
+        dag, task = _resolve(task_try)
+    except _ResolveFailure as failure:
+        return Outcome(EXIT_USAGE, failure.reason)
+    except TaskInterrupted as exc:
+        return Outcome(EXIT_TASK_FAILED, exc.reason)
+
+    ti = RuntimeTaskInstance(dag_id=task_try.dag_id, task_id=task_try.task_id, run_id=task_try.run_id,
+                             try_number=task_try.try_number, map_index=task_try.map_index,
+                             logical_date=task_try.logical_date, hostname=hostname)
+    task_started = boot_clock()
+    try:
+        limit = timeout_seconds(getattr(task, "execution_timeout", None))
+        context = build_context(dag=dag, task=task, ti=ti)
+        with execution_timeout(limit):
+            task.execute(context)
+    except TaskInterrupted as exc:
+        print(f"crossdock: {exc.reason}", file=sys.stderr)
+        leftovers = kill_child_processes(started_after=task_started)
+        if leftovers:
+            print(f"crossdock: killed leftover child processes {leftovers}", file=sys.stderr)
+        return Outcome(EXIT_TASK_FAILED, exc.reason)
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            return Outcome(EXIT_SUCCESS)
+        print(f"crossdock: task called sys.exit({exc.code!r})", file=sys.stderr)
+        return Outcome(EXIT_TASK_FAILED, f"task exited with {exc.code!r}")
+    except BaseException as exc:
+        if _is_task_failure(exc):  # an expected failure: its message says it all
+            reason = one_line(str(exc)) or type(exc).__name__
+            print(f"crossdock: {reason}", file=sys.stderr)
+            return Outcome(EXIT_TASK_FAILED, reason)
+        _print_task_traceback(exc)
+        return Outcome(EXIT_TASK_FAILED, describe_exception(exc))
+    return Outcome(EXIT_SUCCESS)
+
+
+def _print_task_traceback(exc: BaseException) -> None:
+    """The traceback from the task's code down: the runner's own frames are noise to a reader."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
+
+
+def _is_task_failure(exc: BaseException) -> bool:
+    failure = getattr(sys.modules.get("crossdock.dag.exceptions"), "TaskFailure", None)
+    return failure is not None and isinstance(exc, failure)
+
+
+def _run(task_try: TaskTry, *, mode: str) -> int:
+    """Run a try with its header and outcome lines; ``mode`` is "log" or "console"."""
+    hostname = task_hostname()
+    started = time.monotonic()
+    capture: OutputCapture | None = None
+    log_path: Path | None = None
+    if mode == "log":
+        log_path = task_log_path(dag_id=task_try.dag_id, task_id=task_try.task_id, run_id=task_try.run_id,
+                                 try_number=task_try.try_number, map_index=task_try.map_index)
+        try:
+            capture = OutputCapture(log_path).start()
+        except OSError as exc:
+            return _report_failure(None, f"cannot open log file {log_path}: {exc.strerror or exc}",
+                                   EXIT_TASK_FAILED)
+    restore_logging = _configure_task_logging()
+    try:
+        with terminate_raises():
+            try:
+                _header(task_try, hostname=hostname, log_path=log_path)
+                outcome = _execute(task_try, hostname=hostname)
+            except TaskInterrupted as exc:  # a signal between the task's end and here
+                outcome = Outcome(EXIT_TASK_FAILED, exc.reason)
+            elapsed = time.monotonic() - started
+            try:
+                if outcome.exit_code == EXIT_SUCCESS:
+                    _say(f"task succeeded in {elapsed:.3f}s")
+                else:
+                    _say(f"task failed in {elapsed:.3f}s: {outcome.reason}")
+            except TaskInterrupted:  # the try is over; a late signal changes nothing
+                pass
+    finally:
+        restore_logging()
+        if capture is not None:
+            capture.restore()
+    if outcome.exit_code == EXIT_SUCCESS:
+        return EXIT_SUCCESS
+    return _report_failure(log_path, outcome.reason, outcome.exit_code)
+
+
+def _report_failure(log_path: Path | None, reason: str | None, exit_code: int) -> int:
+    """Write the failure line, last, on stderr (fd 2, past any Python-level buffering)."""
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+    lines = []
+    if log_path is not None:
+        lines.append(f"crossdock: task log: {log_path}\n")
+    lines.append(f"{FAILURE_PREFIX}{one_line(reason or '') or 'unknown error'}\n")
+    write_all(2, "".join(lines).encode("utf-8", "replace"))
+    return exit_code
+
+
+def _header(task_try: TaskTry, *, hostname: str, log_path: Path | None) -> None:
+    map_part = f" map_index={task_try.map_index}" if task_try.map_index >= 0 else ""
+    _say(f"running dag_id={task_try.dag_id} task_id={task_try.task_id} run_id={task_try.run_id}"
+         f"{map_part} try_number={task_try.try_number}")
+    _say(f"host={hostname} pid={os.getpid()} started={datetime.now(timezone.utc).isoformat()}"
+         + (f" log={log_path}" if log_path else ""))
+
+
+def _say(message: str) -> None:
+    """A runner line in the task's output (stderr, so it interleaves with the task's)."""
+    print(f"[{log_timestamp()}] crossdock: {message}", file=sys.stderr, flush=True)
+
+
+def _configure_task_logging():
+    """Send the task's ``logging`` records to its output; return the undo function.
+
+    The root handlers of a forked parent (a worker's, a scheduler's) point at that
+    parent's files; a task's records belong in the task's own log.
+    """
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(TASK_LOG_FORMAT))
+    root.handlers = [handler]
+    try:
+        root.setLevel(conf.getstr("logging", "logging_level").upper())
+    except (ValueError, ConfigError):
+        root.setLevel(logging.INFO)
+
+    def restore() -> None:
+        handler.flush()
+        root.handlers = saved_handlers
+        root.setLevel(saved_level)
+
+    return restore
+
+
+def run_task(argv: Sequence[str]) -> int:
+    """``crossdock tasks run DAG_ID TASK_ID RUN_ID --try-number N [...]``; returns the exit code.
+
+    ``argv`` is what follows ``crossdock tasks run``. Output of the task (and of every
+    process it starts) goes to the try's log file.
+    """
+    try:
+        task_try = _parse(argv, test=False)
+    except UsageError as exc:
+        return _report_failure(None, f"bad arguments: {exc}", EXIT_USAGE)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else EXIT_SUCCESS
+    except ConfigError as exc:
+        return _report_failure(None, str(exc), EXIT_USAGE)
+    try:
+        return _run(task_try, mode="log")
+    except ConfigError as exc:
+        return _report_failure(None, str(exc), EXIT_USAGE)
+
+
+def run_task_test(argv: Sequence[str]) -> int:
+    """``crossdock tasks test DAG_ID TASK_ID [--subdir PATH]``: run in the foreground.
+
+    Output stays on the console, no log file is written, the try number is 1 and the
+    run id is ``test__<now>``. Exit codes are those of :func:`run_task`.
+    """
+    try:
+        task_try = _parse(argv, test=True)
+    except UsageError as exc:
+        return _report_failure(None, f"bad arguments: {exc}", EXIT_USAGE)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_SUCCESS
+    except ConfigError as exc:
+        return _report_failure(None, str(exc), EXIT_USAGE)
+    try:
+        return _run(task_try, mode="console")
+    except ConfigError as exc:
+        return _report_failure(None, str(exc), EXIT_USAGE)
