@@ -63,10 +63,12 @@ GOOD_DAG = """
 """
 
 
-def run_scheduler_until(home: Path, dag_id: str, run_id: str, *, timeout: float = 60) -> str:
+def run_scheduler_until(home: Path, dag_id: str, run_id: str, *, timeout: float = 60,
+                        env_extra: dict | None = None) -> str:
     """Start ``crossdock scheduler`` in the background; stop it once the run has finished."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSDOCK__")}
     env["CROSSDOCK_HOME"] = str(home)
+    env.update(env_extra or {})
     scheduler = subprocess.Popen([sys.executable, "-m", "crossdock", "scheduler"], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -212,3 +214,38 @@ def test_tasks_test_runs_in_the_foreground_without_a_database(crossdock_home):
 def test_help_everywhere(crossdock_home, args):
     result = crossdock(crossdock_home, *args)
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_scheduler_killed_mid_task_is_recovered_by_the_next_one(crossdock_home):
+    """kill -9 of the scheduler: its task dies with it; the next scheduler reruns it, uncharged."""
+    write_dag(crossdock_home, "slow", """
+        from crossdock import DAG, BashOperator
+        with DAG("slow") as dag:
+            first = BashOperator(task_id="first", bash_command="sleep 2; echo done", retries=0)
+            then = BashOperator(task_id="then", bash_command="true")
+            first >> then
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSDOCK__")}
+    env.update(CROSSDOCK_HOME=str(crossdock_home), CROSSDOCK__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD="2",
+               CROSSDOCK__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="0.5")
+    crossdock(crossdock_home, "dags", "trigger", "slow", "--run-id", "r1", check=True)
+    doomed = subprocess.Popen([sys.executable, "-m", "crossdock", "scheduler"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if states(crossdock_home, "slow", "r1").get("first", {}).get("state") == "running":
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the first task never started")
+    finally:
+        doomed.kill()
+        doomed.wait()
+    assert states(crossdock_home, "slow", "r1")["first"]["state"] == "running"
+    # The next scheduler starts at once; it sees the dead one's heartbeat go stale and resets its task.
+    assert run_scheduler_until(crossdock_home, "slow", "r1", env_extra={
+        "CROSSDOCK__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "2"}) == "success"
+    rows = states(crossdock_home, "slow", "r1")
+    assert rows["first"]["state"] == "success" and rows["first"]["try_number"] == 2
+    assert rows["then"]["state"] == "success"

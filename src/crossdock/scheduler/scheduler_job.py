@@ -113,7 +113,7 @@ class SchedulerJob:
         self._max_sleep = conf.getfloat("scheduler", "max_loop_sleep")
 
         self._last_poll = self._last_heartbeat = self._last_housekeeping = 0.0
-        self._last_pool_refresh = self._last_orphan_check = 0.0
+        self._last_pool_refresh = self._next_orphan_check = 0.0
         self._last_scheduled_end: dict[str, datetime | None] = {}
         self._once_done: set[str] = set()
         self._scheduled_dags: list[DagModel] = []
@@ -210,8 +210,7 @@ class SchedulerJob:
             changed += self._guard(lambda: self._fail_stuck_queued(now))
         if mono - self._last_pool_refresh >= POOL_REFRESH_INTERVAL:
             self._guard(self._refresh_pools)
-        if mono - self._last_orphan_check >= self._orphan_every:
-            self._last_orphan_check = mono
+        if mono >= self._next_orphan_check:
             changed += self._guard(self._adopt_or_reset_orphans)
         changed += self._release_due_retries(now)
         changed += self._check_dependencies()
@@ -673,17 +672,26 @@ class SchedulerJob:
 
     def _adopt_or_reset_orphans(self) -> int:
         """Task instances queued/running for a scheduler that is gone: adopt them or start them over."""
-        self._last_orphan_check = time.monotonic()
+        self._next_orphan_check = time.monotonic() + self._orphan_every
         dead_before = utcnow() - timedelta(seconds=self._health_threshold)
         orphans: list[tuple[ActiveRun, TaskInstance]] = []
         with create_session() as session:
             live = set(session.scalars(select(Job.id).where(
                 Job.state == "running", Job.latest_heartbeat >= dead_before)))
         live.add(self.job_id)
+        owned_by_others = False
         for run in self.runs.values():
             for ti in run.tis.values():
-                if ti.state in (S.QUEUED, S.RUNNING) and ti.queued_by_job_id not in live:
-                    orphans.append((run, ti))
+                if ti.state in (S.QUEUED, S.RUNNING) and ti.queued_by_job_id != self.job_id:
+                    if ti.queued_by_job_id in live:
+                        owned_by_others = True
+                    else:
+                        orphans.append((run, ti))
+        if owned_by_others:
+            # Another job that looked alive may just have died (a restart right after a
+            # crash): look again as soon as its heartbeat could have gone stale.
+            self._next_orphan_check = min(self._next_orphan_check,
+                                          time.monotonic() + self._health_threshold + 1)
         if not orphans:
             return 0
         by_executor: dict[int, tuple[BaseExecutor, list[tuple[ActiveRun, TaskInstance]]]] = {}
