@@ -378,3 +378,41 @@ def test_job_row_heartbeats_and_closes(dags_folder):
         row = session.get(Job, job.job_id)
     assert row.state == "success" and row.end_date is not None
     assert executor.ended and executor.job_id == job.job_id
+
+
+def test_several_executors_per_task_executor_and_routing_rules(dags_folder, monkeypatch):
+    monkeypatch.setenv("CROSSDOCK__CORE__EXECUTOR", "LocalExecutor,Other:crossdock.executors.local_executor.LocalExecutor")
+    monkeypatch.setenv("CROSSDOCK__EXECUTOR_ROUTING__RULES", "gpu-*=Other")
+    conf.reload()
+    write_dag(dags_folder, "mixed", """
+        with DAG("mixed") as dag:
+            BashOperator(task_id="plain", bash_command="true")
+            BashOperator(task_id="named", bash_command="true", executor="Other")
+            BashOperator(task_id="gpu", bash_command="true", queue="gpu-large")
+    """)
+    write_dag(dags_folder, "wrong", """
+        with DAG("wrong") as dag:
+            BashOperator(task_id="t", bash_command="true", executor="NomadExecutor")
+    """)
+    result = parse(dags_folder)
+    (error,) = [e for path, e in result.import_errors.items() if path.endswith("wrong.py")]
+    assert "names executor 'NomadExecutor', which is not configured" in error
+    trigger("mixed")
+    default, other = ScriptedExecutor(), ScriptedExecutor()
+    default.name, other.name = "LocalExecutor", "Other"
+    job = SchedulerJob(executors=[default, other], parse_dags=False)
+    job.run(stop_when=runs_done, max_loops=MAX_LOOPS)
+    assert [k.task_id for k in default.started] == ["plain"]
+    assert sorted(k.task_id for k in other.started) == ["gpu", "named"]
+    state, tis = run_states("mixed")
+    assert state == "success"
+    assert {t: ti.executor for t, ti in tis.items()} == {"plain": "LocalExecutor", "named": "Other", "gpu": "Other"}
+
+
+def test_routing_rule_naming_an_unconfigured_executor_fails_at_start(dags_folder, monkeypatch):
+    from crossdock.configuration import ConfigError
+
+    monkeypatch.setenv("CROSSDOCK__EXECUTOR_ROUTING__RULES", "gpu-*=KubernetesExecutor")
+    conf.reload()
+    with pytest.raises(ConfigError, match="names an executor that is not configured"):
+        SchedulerJob(executors=[ScriptedExecutor()], parse_dags=False)

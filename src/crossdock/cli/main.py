@@ -49,6 +49,8 @@ def _commands() -> list[ActionCommand | GroupCommand]:
         provided = getattr(module, "COMMANDS", None)
         if provided is None and hasattr(module, "get_commands"):
             provided = module.get_commands()
+        if provided is None:
+            provided = [value for value in vars(module).values() if isinstance(value, GroupCommand)]
         commands.extend(provided or [])
     return commands
 

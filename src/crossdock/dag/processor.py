@@ -70,6 +70,8 @@ def parse_payload(path: str) -> dict[str, Any]:
 
     try:
         dags = load_dags_from_file(path)
+        for dag in dags.values():
+            check_task_executors(dag)
         return {"dags": [serialize_dag(dag) for dag in dags.values()], "error": None}
     except DagFileError as exc:
         return {"dags": [], "error": exc.message}
@@ -77,6 +79,26 @@ def parse_payload(path: str) -> dict[str, Any]:
         return {"dags": [], "error": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:  # noqa: BLE001 - any failure becomes the file's import error
         return {"dags": [], "error": f"cannot serialize the DAGs of this file: {type(exc).__name__}: {exc}"}
+
+
+def check_task_executors(dag) -> None:
+    """A task naming an executor that ``[core] executor`` does not configure fails the parse.
+
+    Checked here, with the scheduler's configuration, rather than when a worker loads the
+    file: workers may be configured differently and only the scheduler routes.
+    """
+    from crossdock.dag.exceptions import DagDefinitionError
+    from crossdock.executors.executor_loader import known_executor_names
+
+    names = None
+    for task in dag.tasks:
+        if task.executor is None:
+            continue
+        names = names if names is not None else known_executor_names()
+        if task.executor not in names:
+            raise DagDefinitionError(
+                f"DAG {dag.dag_id!r}: task {task.task_id!r} names executor {task.executor!r}, which is not "
+                f"configured in [core] executor (configured: {', '.join(sorted(names))})")
 
 
 def exit_description(code: int | None) -> str:

@@ -239,6 +239,10 @@ class BaseExecutor:
             self.log.info("  event: %s -> %s", key, event)
 
     # -- non-contract helpers --------------------------------------------------------
+    def executor_name_for(self, ti: "TaskInstance") -> str:
+        """The name recorded on a task instance this executor runs (a hybrid names its child)."""
+        return self.name or type(self).__name__
+
     def wait_for_events(self, timeout: float) -> None:
         """Block up to ``timeout`` seconds or until an event may be ready (scheduler idle wait).
 

@@ -76,3 +76,16 @@ def load_executor(name: ExecutorName) -> BaseExecutor:
 def load_executors(value: str | None = None) -> list[BaseExecutor]:
     """Instances of every configured executor, the default first."""
     return [load_executor(name) for name in parse_executor_names(value)]
+
+
+#: Names a hybrid executor's children answer to, by the hybrid's class name.
+CHILD_EXECUTOR_NAMES = {"CeleryKubernetesExecutor": ("CeleryExecutor", "KubernetesExecutor")}
+
+
+def known_executor_names(value: str | None = None) -> set[str]:
+    """Every name a task's ``executor=`` may use under the current configuration (no imports)."""
+    names: set[str] = set()
+    for name in parse_executor_names(value):
+        names.update({name.alias, name.class_name, name.module_path})
+        names.update(CHILD_EXECUTOR_NAMES.get(name.class_name, ()))
+    return names

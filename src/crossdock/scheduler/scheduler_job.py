@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crossdock.configuration import conf
 from crossdock.database import create_session, describe_db_error
 from crossdock.executors.base_executor import BaseExecutor
+from crossdock.executors.routing import check_rules, configured_rules, route
 from crossdock.models import DagModel, DagRun, Job, Pool, SerializedDagModel, TaskInstance
 from crossdock.models.base import utcnow
 from crossdock.models.taskinstancekey import TaskInstanceKey
@@ -80,6 +81,8 @@ class SchedulerJob:
         self.executors = executors
         self.default_executor = executors[0]
         self._executor_names = self._index_executors(executors)
+        self._routing_rules = configured_rules()
+        check_rules(self._routing_rules, self._executor_names)
         self.on_state_change = on_state_change
         self.parse_dags = parse_dags
         self.dags_folder = dags_folder or conf.getstr("core", "dags_folder")
@@ -126,17 +129,22 @@ class SchedulerJob:
     # ------------------------------------------------------------------ setup
     @staticmethod
     def _index_executors(executors: list[BaseExecutor]) -> dict[str, BaseExecutor]:
+        """Every name a task may use for an executor; a hybrid's children map to the hybrid."""
         names: dict[str, BaseExecutor] = {}
         for executor in executors:
-            for alias in {getattr(executor, "name", None), type(executor).__name__,
-                          f"{type(executor).__module__}.{type(executor).__name__}"}:
-                if alias:
+            aliases = {getattr(executor, "name", None), type(executor).__name__,
+                       f"{type(executor).__module__}.{type(executor).__name__}"}
+            aliases.update(getattr(executor, "child_executors", {}))
+            for alias in aliases:
+                if alias and alias not in names:
                     names[alias] = executor
         return names
 
     def executor_for(self, ti: TaskInstance) -> BaseExecutor | None:
-        if ti.executor:
-            return self._executor_names.get(ti.executor)
+        """The task's own ``executor``, else the first ``[executor_routing]`` rule its queue matches."""
+        name = ti.executor or route(ti.queue, self._routing_rules)
+        if name:
+            return self._executor_names.get(name)
         return self.default_executor
 
     def stop(self) -> None:
@@ -570,7 +578,7 @@ class SchedulerJob:
         self._set_state(run, ti, S.QUEUED, try_number=ti.try_number + 1, queued_dttm=now,
                         queued_by_job_id=self.job_id, external_executor_id=None, hostname=None, pid=None,
                         start_date=None, end_date=None, duration=None, failure_reason=None,
-                        executor=ti.executor or executor.name or type(executor).__name__)
+                        executor=ti.executor or executor.executor_name_for(ti))
         command = task_run_command(ti.key, subdir=run.dag.subdir)
         executor.queue_command(ti, command, priority=ti.priority_weight or 1, queue=ti.queue)
 
