@@ -142,6 +142,7 @@ class CrossdockConfig:
     def __init__(self) -> None:
         self._parser: configparser.ConfigParser | None = None
         self._path: Path | None = None
+        self._location: tuple[str | None, str | None] | None = None
 
     # -- loading -----------------------------------------------------------------
     def reload(self) -> None:
@@ -149,9 +150,12 @@ class CrossdockConfig:
         self._parser = None
 
     def _file(self) -> configparser.ConfigParser:
-        path = config_file_path()
-        if self._parser is not None and self._path == path:
+        # Keyed by the raw environment values: building Paths on every read made config
+        # lookups the main cost of constructing operators in a large DAG file.
+        location = (os.environ.get(CONFIG_FILE_ENV), os.environ.get(HOME_ENV))
+        if self._parser is not None and self._location == location:
             return self._parser
+        path = config_file_path()
         parser = configparser.ConfigParser(interpolation=None)
         if path.exists():
             try:
@@ -162,7 +166,7 @@ class CrossdockConfig:
             except configparser.Error as exc:
                 first = str(exc).splitlines()[0]
                 raise ConfigError(f"config file {path} is not valid INI: {first}") from None
-        self._parser, self._path = parser, path
+        self._parser, self._path, self._location = parser, path, location
         return parser
 
     # -- reading -----------------------------------------------------------------
@@ -188,7 +192,7 @@ class CrossdockConfig:
                     raise ConfigError(f"[{section}] {key} is not set and has no default")
                 return fallback
             raw = option.default
-        if isinstance(raw, str):
+        if isinstance(raw, str) and "{CROSSDOCK_HOME}" in raw:
             raw = raw.replace("{CROSSDOCK_HOME}", str(crossdock_home()))
         return _convert(section, key, raw, kind or (option.kind if option else "str"))
 
