@@ -165,7 +165,7 @@ def test_bad_dag_files_are_import_errors_and_other_dags_still_run(crossdock_home
     assert "duplicated" in by_file["dupe.py"] and "same" in by_file["dupe.py"]
     assert "bad_cron" in by_file["cron.py"] and "every tuesday-ish" in by_file["cron.py"]
     crossdock(crossdock_home, "dags", "trigger", "good", "--run-id", "r1", check=True)
-    assert run_scheduler_until(crossdock_home, "good", "r1") == "success"
+    assert run_scheduler_until(crossdock_home, "good", "r1", env_extra=env) == "success"
 
 
 def test_triggering_an_unknown_dag_is_one_clear_line(crossdock_home):

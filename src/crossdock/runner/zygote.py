@@ -48,9 +48,8 @@ from crossdock.runner.fork import (
     start_subprocess_command,
 )
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS
+from crossdock.runner.warm import preload_task_modules
 
-#: Modules imported into the zygote before its first fork, so no child pays for them.
-PRELOAD_MODULES = ("crossdock.runner.task_runner", "crossdock.dag", "crossdock.dag.loader")
 #: Seconds the owner waits for a stopping zygote before it kills it.
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -166,11 +165,7 @@ class Zygote:
                        signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(signum, signal.SIG_DFL)
         _isolate_fds(2, keep=frozenset({self.connection.fileno()}))
-        for module in PRELOAD_MODULES:
-            try:
-                __import__(module)
-            except Exception:  # a broken optional module must not stop the executor
-                pass
+        preload_task_modules()
         self.hostname = task_hostname()
         gc.collect()
         # Children never scan the inherited heap: fewer copy-on-write page faults per fork.

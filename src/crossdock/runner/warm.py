@@ -1,0 +1,36 @@
+"""What a warm process imports before it forks tasks, so no task pays for it again.
+
+Shared by the LocalExecutor's zygote and the Celery worker: a forked task child that
+still has to import the operator modules spends more time importing than running.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+log = logging.getLogger(__name__)
+
+#: Modules every task try needs: the runner, the loader and the built-in operators.
+PRELOAD_MODULES = (
+    "crossdock.runner.fork",
+    "crossdock.runner.task_runner",
+    "crossdock.dag",
+    "crossdock.dag.loader",
+    "crossdock.dag.dag",
+    "crossdock.dag.baseoperator",
+    "crossdock.dag.bash_operator",
+    "crossdock.dag.python_operator",
+    "crossdock.dag.decorators",
+    "crossdock.dag.schedule",
+    "croniter",
+)
+
+
+def preload_task_modules() -> None:
+    """Import :data:`PRELOAD_MODULES`; one that fails is logged, and tasks import it themselves."""
+    for module in PRELOAD_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - a broken optional module must not stop the worker
+            log.warning("could not pre-import %s (tasks will import it): %s", module, exc)
