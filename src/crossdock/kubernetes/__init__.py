@@ -1,0 +1,1 @@
+"""crossdock's Kubernetes side: the local pod runtime the KubernetesExecutor can run on."""

@@ -1,0 +1,229 @@
+"""One pod's container as the node agent sees it: a folder, a shim process, a result file.
+
+The folder (``<state_dir>/pods/<uid>/``) is the source of truth, not the agent's memory:
+``plan.json`` says what was started, ``started.json`` that it started, ``result.json`` how
+it ended, ``reported`` that the API server was told. An agent restarted after a crash
+rebuilds everything from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from crossdock.kubernetes.local_runtime import shim
+from crossdock.kubernetes.local_runtime.launch import LaunchPlan
+
+SHIM_PATH = shim.__file__
+#: Seconds between checks of a container whose shim is not our child (adopted after restart).
+ADOPTED_POLL_SECONDS = 0.1
+#: How long to wait for the shim to report that the process started.
+START_TIMEOUT = 10.0
+#: Shims kept started and idle, ready for the next pods.
+DEFAULT_SPARE_SHIMS = 2
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
+    except OSError:
+        return False
+
+
+class ShimPool:
+    """Shim interpreters started ahead of need, so a pod's start costs a pipe write, not a Python start-up.
+
+    A spare waits on its stdin for a pod folder; when the agent exits, the pipe closes and
+    idle spares exit with it.
+    """
+
+    def __init__(self, *, spares: int = DEFAULT_SPARE_SHIMS) -> None:
+        self.spares = spares
+        self._lock = threading.Lock()
+        self._ready: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-I", "-S", SHIM_PATH, "-"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True)
+
+    def fill(self) -> None:
+        with self._lock:
+            self._ready = [shim for shim in self._ready if shim.poll() is None]
+            while len(self._ready) < self.spares:
+                self._ready.append(self._spawn())
+
+    def take(self) -> subprocess.Popen[bytes]:
+        with self._lock:
+            while self._ready:
+                shim = self._ready.pop(0)
+                if shim.poll() is None:
+                    break
+            else:
+                shim = self._spawn()
+        self.fill()
+        return shim
+
+    def close(self) -> None:
+        with self._lock:
+            spares, self._ready = self._ready, []
+        for shim in spares:
+            try:
+                shim.stdin.close()
+                shim.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                shim.kill()
+
+
+class Container:
+    """The local process behind a pod, started through the shim or adopted from a crash."""
+
+    def __init__(self, pod_dir: Path, *, container_name: str, pool: ShimPool | None = None) -> None:
+        self.dir = pod_dir
+        self.name = container_name
+        self.pool = pool
+        self._shim: subprocess.Popen[bytes] | None = None
+
+    # -- files -----------------------------------------------------------------------
+    @property
+    def log_path(self) -> Path:
+        return self.dir / f"{self.name}.log"
+
+    def plan_exists(self) -> bool:
+        return (self.dir / "plan.json").exists()
+
+    def started(self) -> dict[str, Any] | None:
+        return read_json(self.dir / "started.json")
+
+    def result(self) -> dict[str, Any] | None:
+        return read_json(self.dir / "result.json")
+
+    def mark_reported(self, status: dict[str, Any]) -> None:
+        write_json(self.dir / "reported", status)
+
+    def reported(self) -> dict[str, Any] | None:
+        return read_json(self.dir / "reported")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- process ---------------------------------------------------------------------
+    def start(self, plan: LaunchPlan) -> None:
+        """Start the shim; clears the outcome of an earlier run (a restart of the container)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("started.json", "result.json", "oom", "shim.pid"):
+            (self.dir / stale).unlink(missing_ok=True)
+        (self.dir / "plan.json").write_text(plan.to_json(), encoding="utf-8")
+        self.log_path.touch()
+        if self.pool is not None:
+            self._shim = self.pool.take()
+            (self.dir / "shim.pid").write_text(str(self._shim.pid), encoding="utf-8")
+            assert self._shim.stdin is not None
+            self._shim.stdin.write(str(self.dir).encode() + b"\n")
+            self._shim.stdin.close()
+            return
+        errors = open(self.dir / "shim.err", "ab")
+        try:
+            self._shim = subprocess.Popen([sys.executable, "-I", "-S", SHIM_PATH, str(self.dir)],
+                                          stdin=subprocess.DEVNULL, stdout=errors, stderr=errors,
+                                          start_new_session=True, close_fds=True)
+        finally:
+            errors.close()
+        (self.dir / "shim.pid").write_text(str(self._shim.pid), encoding="utf-8")
+
+    def shim_alive(self) -> bool:
+        if self._shim is not None:
+            return self._shim.poll() is None
+        try:
+            pid = int((self.dir / "shim.pid").read_text())
+        except (OSError, ValueError):
+            return False
+        return _alive(pid)
+
+    def wait_started(self, timeout: float = START_TIMEOUT) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = self.started()
+            if started is not None or self.result() is not None:
+                return started
+            if not self.shim_alive():
+                return self.started()
+            time.sleep(0.005)
+        return self.started()
+
+    def wait(self, timeout: float) -> dict[str, Any] | None:
+        """The outcome, or ``None`` if the process is still running after ``timeout`` seconds."""
+        if self._shim is not None:
+            try:
+                self._shim.wait(timeout=max(timeout, 0))
+            except subprocess.TimeoutExpired:
+                return None
+            return self.result() or self._lost()
+        deadline = time.monotonic() + max(timeout, 0)
+        while True:
+            result = self.result()
+            if result is not None:
+                return result
+            if not self.shim_alive():
+                return self.result() or self._lost()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(ADOPTED_POLL_SECONDS)
+
+    def _lost(self) -> dict[str, Any]:
+        """The shim died without a verdict (killed with the machine, say): what kubelet says then."""
+        return {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                "message": "The container could not be located when the pod was terminated",
+                "startedAt": (self.started() or {}).get("startedAt"), "finishedAt": None}
+
+    def signal(self, signal_number: int) -> bool:
+        """Send a signal to the container's process group; False if it is not running."""
+        started = self.started()
+        if started is None:
+            return False
+        try:
+            os.killpg(int(started["pid"]), signal_number)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    def mark_oom(self) -> None:
+        (self.dir / "oom").touch()
+
+    def stop(self, grace_seconds: float) -> dict[str, Any] | None:
+        """SIGTERM, then SIGKILL after the grace period, as a kubelet stops a container."""
+        self.signal(signal.SIGTERM)
+        result = self.wait(grace_seconds)
+        if result is None:
+            self.signal(signal.SIGKILL)
+            result = self.wait(5.0)
+        return result

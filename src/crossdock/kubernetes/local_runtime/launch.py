@@ -1,0 +1,197 @@
+"""From a pod spec to the exact local process the node agent starts: argv, env, cwd, limits.
+
+There are no images here, so the container's ``command`` is run on the host. Anything in a
+spec that cannot be honoured that way is refused with the reason a kubelet would give
+(``CreateContainerConfigError`` plus a message naming the field), never ignored silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from kubernetes.utils.quantity import parse_quantity
+
+#: The container a pod's main process comes from; the first container if none is named so.
+BASE_CONTAINER = "base"
+#: Without a cpu limit the process keeps the agent's priority; below one core it is niced.
+MAX_NICE = 19
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+class ContainerConfigError(Exception):
+    """The spec asks for something this runtime cannot provide (``CreateContainerConfigError``)."""
+
+    reason = "CreateContainerConfigError"
+
+
+class ImagePullError(Exception):
+    """The image is configured as unpullable (``ErrImagePull``); the pod stays Pending."""
+
+    reason = "ErrImagePull"
+
+
+@dataclass
+class LaunchPlan:
+    """Everything the per-pod shim needs, written to the pod's folder as JSON."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str | None
+    memory_limit_bytes: int | None
+    nice: int
+    log_path: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def pick_container(pod: dict[str, Any]) -> dict[str, Any]:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    for container in containers:
+        if container.get("name") == BASE_CONTAINER:
+            return container
+    return containers[0]
+
+
+def check_image(image: str, reject_patterns: list[str]) -> None:
+    for pattern in reject_patterns:
+        if fnmatch.fnmatchcase(image, pattern):
+            raise ImagePullError(f'Failed to pull image "{image}": rpc error: code = NotFound desc = '
+                                 f'failed to pull and unpack image "{image}": not found')
+
+
+def memory_limit(container: dict[str, Any]) -> int | None:
+    limits = (container.get("resources") or {}).get("limits") or {}
+    if "memory" not in limits:
+        return None
+    return int(parse_quantity(limits["memory"]))
+
+
+def nice_for(container: dict[str, Any]) -> int:
+    """A cpu limit is a scheduling weight here, not a cap: below one core, lower priority."""
+    limits = (container.get("resources") or {}).get("limits") or {}
+    if "cpu" not in limits:
+        return 0
+    cores = float(parse_quantity(limits["cpu"]))
+    if cores >= 1:
+        return 0
+    return min(MAX_NICE, max(1, round((1 - cores) * 10)))
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """``$(VAR)`` expansion as the kubelet does it: unknown references stay as written."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    return _VAR_REF.sub(replace, text)
+
+
+SecretReader = Callable[[str, str, str], dict[str, str] | None]
+
+
+def _field_ref(pod: dict[str, Any], path: str, node_ip: str) -> str:
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    simple = {
+        "metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
+        "metadata.uid": meta.get("uid", ""), "spec.nodeName": spec.get("nodeName", "") or "",
+        "spec.serviceAccountName": spec.get("serviceAccountName", "") or "",
+        "status.hostIP": node_ip, "status.podIP": node_ip, "status.podIPs": node_ip,
+    }
+    if path in simple:
+        return simple[path]
+    match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if match:
+        return (meta.get(match.group(1)) or {}).get(match.group(2), "")
+    raise ContainerConfigError(f'unsupported fieldRef fieldPath "{path}"')
+
+
+def _resource_ref(container: dict[str, Any], ref: dict[str, Any]) -> str:
+    resource = ref.get("resource", "")
+    kind, _, name = resource.partition(".")
+    amounts = (container.get("resources") or {}).get(kind) or {}
+    if kind not in ("limits", "requests") or name not in ("cpu", "memory", "ephemeral-storage"):
+        raise ContainerConfigError(f'unsupported resourceFieldRef resource "{resource}"')
+    if name not in amounts:
+        return "0"
+    divisor = parse_quantity(ref.get("divisor") or "1")
+    value = parse_quantity(amounts[name]) / divisor
+    return str(int(-(-value // 1)))  # ceiling, as the kubelet rounds up
+
+
+def build_env(pod: dict[str, Any], container: dict[str, Any], *, read_source: SecretReader,
+              node_ip: str) -> dict[str, str]:
+    """The container's environment from ``envFrom`` and ``env`` in order, later entries winning."""
+    namespace = (pod.get("metadata") or {}).get("namespace", "default")
+    env: dict[str, str] = {"HOSTNAME": (pod.get("metadata") or {}).get("name", "")}
+    for source in container.get("envFrom") or []:
+        prefix = source.get("prefix") or ""
+        for kind, ref_key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            ref = source.get(ref_key)
+            if ref is None:
+                continue
+            data = read_source(kind, namespace, ref.get("name", ""))
+            if data is None:
+                if ref.get("optional"):
+                    continue
+                raise ContainerConfigError(f'{kind.lower()} "{ref.get("name", "")}" not found')
+            env.update({prefix + key: value for key, value in data.items()})
+    for item in container.get("env") or []:
+        name = item.get("name", "")
+        if "valueFrom" not in item or item.get("valueFrom") is None:
+            env[name] = expand(item.get("value") or "", env)
+            continue
+        source = item["valueFrom"]
+        if source.get("fieldRef"):
+            env[name] = _field_ref(pod, source["fieldRef"].get("fieldPath", ""), node_ip)
+        elif source.get("resourceFieldRef"):
+            env[name] = _resource_ref(container, source["resourceFieldRef"])
+        elif source.get("configMapKeyRef") or source.get("secretKeyRef"):
+            kind, ref = (("ConfigMap", source["configMapKeyRef"]) if source.get("configMapKeyRef")
+                         else ("Secret", source["secretKeyRef"]))
+            data = read_source(kind, namespace, ref.get("name", ""))
+            if data is None or ref.get("key") not in data:
+                if ref.get("optional"):
+                    continue
+                if data is None:
+                    raise ContainerConfigError(f'{kind.lower()} "{ref.get("name", "")}" not found')
+                raise ContainerConfigError(f"couldn't find key {ref.get('key')} in {kind} "
+                                           f"{namespace}/{ref.get('name', '')}")
+            env[name] = data[ref["key"]]
+        else:
+            kinds = ", ".join(sorted(k for k, v in source.items() if v is not None)) or "empty"
+            raise ContainerConfigError(f'env "{name}": valueFrom source {kinds} is not supported by the local runtime')
+    return env
+
+
+def decode_secret_data(data: dict[str, str] | None) -> dict[str, str]:
+    return {key: base64.b64decode(value).decode("utf-8", "replace") for key, value in (data or {}).items()}
+
+
+def build_plan(pod: dict[str, Any], container: dict[str, Any], *, reject_patterns: list[str],
+               read_source: SecretReader, log_path: str, node_ip: str = "127.0.0.1") -> LaunchPlan:
+    """The process to start, or :class:`ImagePullError` / :class:`ContainerConfigError`."""
+    check_image(container.get("image") or "", reject_patterns)
+    command = list(container.get("command") or [])
+    args = list(container.get("args") or [])
+    if not command:
+        raise ContainerConfigError(
+            f'container "{container.get("name")}" has no command: images are not run by the local runtime, '
+            f"so the command must be given in the pod spec")
+    unsupported = [key for key in ("volumeMounts", "volumeDevices") if container.get(key)]
+    if unsupported:
+        raise ContainerConfigError(f'container "{container.get("name")}": {", ".join(unsupported)} '
+                                   f"not supported by the local runtime")
+    env = build_env(pod, container, read_source=read_source, node_ip=node_ip)
+    argv = [expand(part, env) for part in command + args]
+    return LaunchPlan(argv=argv, env=env, cwd=container.get("workingDir") or None,
+                      memory_limit_bytes=memory_limit(container), nice=nice_for(container), log_path=log_path)

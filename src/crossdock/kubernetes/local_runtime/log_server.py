@@ -1,0 +1,175 @@
+"""The node agent's HTTPS endpoint: container logs for the API server, and its fault hooks.
+
+Any API server (ours or a real one) reads a pod's log from the node it runs on at
+``GET /containerLogs/{namespace}/{pod}/{container}``, found through the Node's
+``status.daemonEndpoints.kubeletEndpoint``; serving that is what makes ``kubectl logs``
+work against a real kube-apiserver too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, Callable, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from crossdock.kubernetes.local_runtime.http_server import QuietHTTPServer
+
+log = logging.getLogger(__name__)
+
+#: Seconds between checks for new output while following a log.
+FOLLOW_POLL_SECONDS = 0.1
+READ_BLOCK = 65536
+
+
+class LogSource(Protocol):
+    def find_log(self, namespace: str, name: str, container: str) -> tuple[Path | None, str | None, Callable[[], bool]]:
+        """(log file, why it is not there yet, "has the container finished?")."""
+
+    def hold_pending(self, hold: bool) -> None: ...
+
+    def kill_pod(self, *, namespace: str, name: str, signal_number: int = 9) -> bool: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+def tail_bytes(path: Path, lines: int) -> bytes:
+    """The last ``lines`` lines of a file, read from the end so big logs stay cheap."""
+    if lines <= 0:
+        return b""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        end = handle.tell()
+        position, data = end, b""
+        while position > 0 and data.count(b"\n") <= lines:
+            step = min(READ_BLOCK, position)
+            position -= step
+            handle.seek(position)
+            data = handle.read(step) + data
+    parts = data.split(b"\n")
+    trailing = data.endswith(b"\n")
+    if trailing:
+        parts = parts[:-1]
+    kept = parts[-lines:]
+    return b"\n".join(kept) + (b"\n" if trailing and kept else b"")
+
+
+class KubeletEndpoint:
+    def __init__(self, *, source: LogSource, host: str, port: int, cert: Path, key: Path) -> None:
+        handler = type("BoundKubeletHandler", (_Handler,), {"source": source})
+        self.httpd = QuietHTTPServer((host, port), handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert), str(key))
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.host, self.port = self.httpd.server_address[:2]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="kubelet-endpoint", daemon=True)
+
+    def start(self) -> "KubeletEndpoint":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    source: LogSource
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _reply(self, code: int, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
+        data = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+        if parts.path.rstrip("/") == "/_crossdock/faults/hold-pending":
+            self.source.hold_pending(bool(body.get("hold", True)))
+            return self._reply(200, json.dumps({"holdPending": bool(body.get("hold", True))}), "application/json")
+        if parts.path.rstrip("/") == "/_crossdock/faults/kill":
+            killed = self.source.kill_pod(namespace=body.get("namespace", "default"), name=body.get("name", ""),
+                                          signal_number=int(body.get("signal", 9)))
+            return self._reply(200 if killed else 404, json.dumps({"killed": killed}), "application/json")
+        self._reply(404, "404 page not found")
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path.rstrip("/") == "/_crossdock/stats":
+            return self._reply(200, json.dumps(self.source.stats()), "application/json")
+        segments = parts.path.strip("/").split("/")
+        if len(segments) != 4 or segments[0] != "containerLogs":
+            return self._reply(404, "404 page not found")
+        _, namespace, name, container = segments
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        path, waiting, finished = self.source.find_log(namespace, name, container)
+        if path is None:
+            if waiting is None:
+                return self._reply(404, f'pod "{name}" in namespace "{namespace}" not found')
+            return self._reply(400, f'container "{container}" in pod "{name}" is waiting to start: {waiting}')
+        follow = query.get("follow") in ("true", "1")
+        limit = int(query["limitBytes"]) if query.get("limitBytes") else None
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        sent = 0
+
+        def send(data: bytes) -> bool:
+            nonlocal sent
+            if limit is not None:
+                data = data[: max(limit - sent, 0)]
+            if data:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                sent += len(data)
+            return limit is None or sent < limit
+
+        try:
+            if query.get("tailLines"):
+                data = tail_bytes(path, int(query["tailLines"]))
+                with path.open("rb") as handle:
+                    handle.seek(0, 2)
+                    offset = handle.tell()
+                more = send(data)
+            else:
+                offset, more = 0, True
+            while more:
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read(READ_BLOCK)
+                if data:
+                    offset += len(data)
+                    more = send(data)
+                    continue
+                if not follow or finished():
+                    with path.open("rb") as handle:  # output written just before the exit
+                        handle.seek(offset)
+                        rest = handle.read()
+                    if rest:
+                        send(rest)
+                    break
+                time.sleep(FOLLOW_POLL_SECONDS)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True

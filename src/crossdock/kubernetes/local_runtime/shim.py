@@ -1,0 +1,150 @@
+"""The per-pod supervisor process (what containerd-shim is to a container). Stdlib only.
+
+Run as ``python -I -S shim.py POD_DIR``, or started ahead of need as ``shim.py -`` and
+handed its pod folder on stdin (so interpreter start-up is off a pod's critical path). It starts the container's process in its own
+process group, enforces the memory limit by watching the group's resident memory (and
+kills it with the OOM verdict the kernel's cgroup killer would give), and writes the
+outcome to ``POD_DIR/result.json``. Because it outlives the node agent, a pod that
+finishes while the agent is down still has its exit code when the agent comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+#: Seconds between memory checks of a limited container.
+MEMORY_POLL_SECONDS = 0.02
+#: Every this many polls the shim looks for new processes in the container's group.
+RESCAN_EVERY = 10
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+#: Exit code of a start failure, as container runtimes report it.
+START_ERROR_EXIT_CODE = 128
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Every process in the group (children a shell started included); a scan of /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if int(fields[2]) == pgid:  # fields[0] is the state; the process group follows the parent
+            members.append(int(entry))
+    return members
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as handle:
+                total += int(handle.read().split()[1]) * PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def group_rss_bytes(pgid: int) -> int:
+    return rss_bytes(group_members(pgid))
+
+
+def main(pod_dir: str) -> int:
+    with open(os.path.join(pod_dir, "plan.json"), encoding="utf-8") as handle:
+        plan = json.load(handle)
+    result_path = os.path.join(pod_dir, "result.json")
+    env = dict(os.environ)
+    env.update(plan["env"])
+    cwd = plan.get("cwd")
+    log = open(plan["log_path"], "ab", buffering=0)
+    started_at = now()
+
+    def child_setup() -> None:
+        os.setpgid(0, 0)
+        if plan.get("nice"):
+            os.nice(plan["nice"])
+
+    try:
+        if cwd:
+            os.makedirs(cwd, exist_ok=True)  # the container runtime creates a missing workingDir
+        child = subprocess.Popen(plan["argv"], env=env, cwd=cwd or None, stdin=subprocess.DEVNULL,
+                                 stdout=log, stderr=log, preexec_fn=child_setup, close_fds=True)
+    except OSError as exc:
+        message = f'exec: "{plan["argv"][0]}": {exc.strerror or exc}'
+        log.write((message + "\n").encode())
+        write_json(result_path, {"exitCode": START_ERROR_EXIT_CODE, "reason": "StartError", "message": message,
+                                 "startedAt": started_at, "finishedAt": now()})
+        return 0
+    write_json(os.path.join(pod_dir, "started.json"), {"pid": child.pid, "startedAt": started_at})
+
+    # The agent signals the container, not us: forward what it might send to the group.
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.killpg(child.pid, signum)
+        except OSError:
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    limit = plan.get("memory_limit_bytes")
+    oom = False
+    if limit:
+        members, tick = [child.pid], 0
+        while child.poll() is None:
+            if tick % RESCAN_EVERY == 0:  # a full /proc scan is dear; re-read known members in between
+                members = group_members(child.pid) or [child.pid]
+            tick += 1
+            if rss_bytes(members) > limit:
+                oom = True
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                child.wait()
+                break
+            time.sleep(MEMORY_POLL_SECONDS)
+    code = child.wait()
+    try:  # the container ends with its main process: take any leftovers with it
+        os.killpg(child.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    exit_code = code if code >= 0 else 128 - code
+    if oom or os.path.exists(os.path.join(pod_dir, "oom")):
+        reason = "OOMKilled"
+        exit_code = 137
+    else:
+        reason = "Completed" if exit_code == 0 else "Error"
+    write_json(result_path, {"exitCode": exit_code, "reason": reason, "signal": -code if code < 0 else None,
+                             "startedAt": started_at, "finishedAt": now()})
+    return 0
+
+
+if __name__ == "__main__":
+    target = sys.argv[1]
+    if target == "-":  # a warm spare: wait for the pod folder; EOF means the agent is gone
+        target = sys.stdin.readline().strip()
+        if not target:
+            sys.exit(0)
+        sys.stdin.close()
+    sys.exit(main(target))
