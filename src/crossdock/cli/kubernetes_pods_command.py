@@ -1,0 +1,191 @@
+"""``crossdock kubernetes generate-dag-yaml`` and ``crossdock kubernetes cleanup-pods``.
+
+The first shows, without a cluster, exactly the pod each task of a DAG would run in
+(template + pod_override + command), so a pod_override can be reviewed or fed to
+``kubectl apply --dry-run``. The second removes worker pods nobody will look at again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from crossdock.cli.definition import ActionCommand, Arg, lazy_load_command
+from crossdock.cli.errors import CliError
+
+#: ``cleanup-pods`` never deletes a Pending pod younger than this (it may just be pulling an image).
+MIN_PENDING_MINUTES_FLOOR = 5
+DEFAULT_MIN_PENDING_MINUTES = 30
+DEFAULT_OUTPUT_FOLDER = "crossdock-pod-yaml"
+#: Owner label value of pods generated for review, never created by a scheduler.
+GENERATED_JOB_LABEL = "generate-dag-yaml"
+FINISHED_PHASES = ("Succeeded", "Failed")
+
+
+def kubernetes_pod_commands() -> list[ActionCommand]:
+    """The subcommands of the ``kubernetes`` group that deal with worker pods."""
+    return [
+        ActionCommand(
+            name="generate-dag-yaml",
+            help="Write the pod YAML each task of a DAG would run in",
+            description=("Parses the DAG folder and writes one pod manifest per task of DAG_ID (template, "
+                         "pod_override and task command merged, as the KubernetesExecutor would create it) "
+                         "into OUTPUT_PATH/DAG_ID/. Nothing is sent to a cluster."),
+            func=lazy_load_command("crossdock.cli.kubernetes_pods_command.generate_dag_yaml"),
+            args=[
+                Arg(("dag_id",), {"help": "id of the DAG"}),
+                Arg(("--output-path",), {"default": DEFAULT_OUTPUT_FOLDER,
+                                         "help": f"folder to write into (default ./{DEFAULT_OUTPUT_FOLDER})"}),
+                Arg(("--run-id",), {"default": None, "help": "run id to put in the commands "
+                                                             "(default manual__<now>)"}),
+            ],
+        ),
+        ActionCommand(
+            name="cleanup-pods",
+            help="Delete finished, evicted and long-pending worker pods",
+            description=("Deletes the KubernetesExecutor's worker pods in a namespace that are Succeeded, "
+                         "Failed or Evicted, and those Pending for longer than --min-pending-minutes "
+                         f"(at least {MIN_PENDING_MINUTES_FLOOR}). The cluster is the one "
+                         "[kubernetes_executor] in_cluster / config_file / cluster_context name."),
+            func=lazy_load_command("crossdock.cli.kubernetes_pods_command.cleanup_pods"),
+            args=[
+                Arg(("--namespace",), {"default": None,
+                                       "help": "namespace to clean (default [kubernetes_executor] namespace)"}),
+                Arg(("--min-pending-minutes",), {"type": int, "default": DEFAULT_MIN_PENDING_MINUTES,
+                                                 "help": "delete Pending pods older than this many minutes "
+                                                         f"(default {DEFAULT_MIN_PENDING_MINUTES}, "
+                                                         f"at least {MIN_PENDING_MINUTES_FLOOR})"}),
+            ],
+        ),
+    ]
+
+
+# -- generate-dag-yaml ------------------------------------------------------------------------
+def dag_pods(dag_id: str, *, run_id: str) -> list[dict[str, Any]]:
+    """The pod of every task of a parsed DAG (try 1 of ``run_id``), as the executor would build it."""
+    from crossdock.cli.dags_command import parse_dags_folder_into_db
+    from crossdock.dag.serialization import SerializedDAG
+    from crossdock.database import create_session
+    from crossdock.kubernetes.kube_config import KubeExecutorConfig
+    from crossdock.kubernetes.pod_generator import (
+        PodOverrideError, construct_pod, load_pod_template, pod_override_of,
+    )
+    from crossdock.models import SerializedDagModel
+    from crossdock.models.taskinstancekey import TaskInstanceKey
+    from crossdock.runner.command import task_run_command
+
+    parse_dags_folder_into_db()
+    with create_session() as session:
+        row = session.get(SerializedDagModel, dag_id)
+        data = row.data if row is not None else None
+    if data is None:
+        raise CliError(f"DAG {dag_id!r} not found (see: crossdock dags list, crossdock dags list-import-errors)")
+    dag = SerializedDAG.from_dict(data)
+    settings = KubeExecutorConfig.from_conf()
+    try:
+        template = load_pod_template(settings.pod_template_file)
+    except PodOverrideError as exc:
+        raise CliError(str(exc)) from None
+    pods = []
+    for task_id in sorted(dag.tasks):
+        task = dag.tasks[task_id]
+        key = TaskInstanceKey(dag_id, task_id, run_id, 1, -1)
+        try:
+            pods.append(construct_pod(key=key, command=task_run_command(key, subdir=dag.subdir),
+                                      scheduler_job_id=GENERATED_JOB_LABEL, template=template,
+                                      pod_override=pod_override_of(task.executor_config),
+                                      namespace=settings.namespace, image=settings.worker_image))
+        except PodOverrideError as exc:
+            raise CliError(f"task {task_id!r}: invalid pod_override: {exc}") from None
+    return pods
+
+
+def generate_dag_yaml(args) -> int:
+    import yaml
+
+    run_id = args.run_id or f"manual__{datetime.now(timezone.utc).replace(microsecond=0).isoformat()}"
+    pods = dag_pods(args.dag_id, run_id=run_id)
+    folder = Path(args.output_path).expanduser() / args.dag_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for pod in pods:
+        from crossdock.kubernetes.pod_generator import ANNOTATION_PREFIX
+
+        task_id = pod["metadata"]["annotations"][f"{ANNOTATION_PREFIX}task_id"]
+        path = folder / f"{task_id}.yaml"
+        path.write_text(yaml.safe_dump(pod, sort_keys=False), encoding="utf-8")
+        print(path)
+    print(f"{len(pods)} pod manifest(s) for DAG {args.dag_id!r} written to {folder}")
+    return 0
+
+
+# -- cleanup-pods -------------------------------------------------------------------------------
+def _created_at(pod: dict[str, Any]) -> datetime | None:
+    stamp = (pod.get("metadata") or {}).get("creationTimestamp")
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def cleanup_reason(pod: dict[str, Any], *, min_pending: timedelta, now: datetime) -> str | None:
+    """Why ``pod`` should be deleted (Succeeded / Failed / Evicted / Pending too long), or None."""
+    status = pod.get("status") or {}
+    phase, reason = status.get("phase"), status.get("reason")
+    if reason == "Evicted":
+        return "Evicted"
+    if phase in FINISHED_PHASES:
+        return phase
+    if phase == "Pending":
+        created = _created_at(pod)
+        if created is not None and now - created > min_pending:
+            return f"Pending for more than {int(min_pending.total_seconds() // 60)} minutes"
+    return None
+
+
+def cleanup_pods(args) -> int:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from crossdock.kubernetes.kube_client import get_kube_client
+    from crossdock.kubernetes.kube_config import KubeExecutorConfig
+    from crossdock.kubernetes.pod_generator import EXECUTOR_LABEL
+
+    if args.min_pending_minutes < MIN_PENDING_MINUTES_FLOOR:
+        raise CliError(f"--min-pending-minutes must be at least {MIN_PENDING_MINUTES_FLOOR}, "
+                       f"got {args.min_pending_minutes}")
+    namespace = args.namespace or KubeExecutorConfig.from_conf().namespace
+    core = client.CoreV1Api(get_kube_client())
+    min_pending = timedelta(minutes=args.min_pending_minutes)
+    now = datetime.now(timezone.utc)
+    deleted = 0
+    token = None
+    try:
+        while True:
+            kwargs = {"label_selector": f"{EXECUTOR_LABEL}=True", "limit": 500}
+            if token:
+                kwargs["_continue"] = token
+            listing = json.loads(core.list_namespaced_pod(namespace, _preload_content=False, **kwargs).data)
+            for pod in listing.get("items") or []:
+                reason = cleanup_reason(pod, min_pending=min_pending, now=now)
+                if reason is None:
+                    continue
+                name = pod["metadata"]["name"]
+                try:
+                    core.delete_namespaced_pod(name, namespace, _preload_content=False)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        print(f"could not delete pod {namespace}/{name}: {exc.status} {exc.reason}")
+                        continue
+                print(f"deleted pod {namespace}/{name} ({reason})")
+                deleted += 1
+            token = (listing.get("metadata") or {}).get("continue")
+            if not token:
+                break
+    except ApiException as exc:
+        raise CliError(f"cannot list pods in namespace {namespace!r}: {exc.status} {exc.reason}") from None
+    print(f"{deleted} pod(s) deleted in namespace {namespace!r}")
+    return 0
