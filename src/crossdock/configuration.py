@@ -64,6 +64,9 @@ DEFAULTS: dict[str, dict[str, Option]] = {
                                       "Seconds a DAG file may take to import before it is killed."),
         "load_examples": _opt(False, "bool", "Also load crossdock's example DAGs."),
         "hostname": _opt("", "str", "Hostname recorded on task instances; empty means the machine's."),
+        "task_commands_only": _opt(True, "bool",
+                                   "Executors and workers run only 'crossdock tasks run ...' commands. Turn "
+                                   "off only to drive executors directly with commands of your own."),
     },
     "database": {
         "sql_alchemy_conn": _opt("sqlite:///{CROSSDOCK_HOME}/crossdock.db", "str",

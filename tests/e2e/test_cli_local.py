@@ -98,6 +98,7 @@ def test_demo_runs_every_example_to_success(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "hybrid_execution" in out and "kubernetes_task" in out and "high_memory_task" in out
+    assert "KubernetesExecutor" in out and "CeleryExecutor" in out  # both halves of the hybrid ran
     assert "▶ started" in out and "✔ success" in out
     # the summary table has the promised columns
     assert all(column in out for column in ("dag_id", "task_id", "state", "queue", "executor", "try_number",

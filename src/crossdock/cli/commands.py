@@ -85,7 +85,7 @@ DEMO = ActionCommand("demo", "Run the example DAGs end to end and print a summar
                      lazy("crossdock.cli.demo_command.demo"), [
                          Arg(("--home",), {"help": "folder for the demo's database and logs "
                                                    "(default: $CROSSDOCK_HOME/demo)"}),
-                         Arg(("--executor",), {"help": "executor to run the demo on (default: LocalExecutor)"}),
+                         Arg(("--executor",), {"help": "executor to run the demo on (default: CeleryKubernetesExecutor)"}),
                          Arg(("--dag",), {"action": "append", "help": "only this example DAG (repeatable)"}),
                      ])
 

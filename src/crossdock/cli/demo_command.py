@@ -20,18 +20,20 @@ EXAMPLE_DAGS_FOLDER = Path(__file__).resolve().parent.parent / "example_dags"
 #: Seconds between checks of whether the demo's runs have finished.
 FINISH_CHECK_INTERVAL = 0.25
 #: The demo's executor when none is given.
-DEFAULT_DEMO_EXECUTOR = "LocalExecutor"
+DEFAULT_DEMO_EXECUTOR = "CeleryKubernetesExecutor"
 SUMMARY_COLUMNS = ["dag_id", "task_id", "state", "queue", "executor", "try_number", "duration"]
 
 
 def _prepare_environment(home: Path, executor: str) -> None:
     """Point every crossdock setting the demo depends on at its own folder (children inherit it)."""
     home.mkdir(parents=True, exist_ok=True)
+    for name in [n for n in os.environ if n.startswith("CROSSDOCK__") and n != "CROSSDOCK__LOGGING__LOGGING_LEVEL"]:
+        del os.environ[name]  # the demo runs on the embedded defaults, whatever the shell says
+    os.environ.pop("KUBECONFIG", None)
+    os.environ.pop("CROSSDOCK_CONFIG", None)
     os.environ["CROSSDOCK_HOME"] = str(home)
     os.environ["CROSSDOCK__CORE__DAGS_FOLDER"] = str(EXAMPLE_DAGS_FOLDER)
     os.environ["CROSSDOCK__CORE__EXECUTOR"] = executor
-    os.environ.pop("CROSSDOCK__DATABASE__SQL_ALCHEMY_CONN", None)
-    os.environ.pop("CROSSDOCK__LOGGING__BASE_LOG_FOLDER", None)
     os.environ["CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL"] = "0"
     from crossdock.configuration import conf
 
@@ -81,7 +83,6 @@ def demo(args) -> int:
     from crossdock.scheduler.dag_runs import MANUAL, create_dag_run
 
     print(f"crossdock demo: home {home}, executor {os.environ['CROSSDOCK__CORE__EXECUTOR']}")
-    job = build_scheduler(on_state_change=ProgressPrinter(), parse_dags=False)
     errors = parse_dags_folder_into_db()
     for path, error in errors.items():
         print(f"import error in {path}: {error.strip().splitlines()[-1]}")
@@ -112,9 +113,10 @@ def demo(args) -> int:
         return len(states) == len(runs) and all(s in ("success", "failed") for s in states)
 
     started = time.monotonic()
-    with EmbeddedServices.for_executors(job.executors) as services:
+    with EmbeddedServices.for_configured_executors() as services:
         for line in services.describe():
             print(line)
+        job = build_scheduler(on_state_change=ProgressPrinter(), parse_dags=False)
         job.run(stop_when=finished, handle_signals=True)
     elapsed = time.monotonic() - started
 

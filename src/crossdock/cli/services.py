@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
-from typing import Iterable
-
-from crossdock.executors.base_executor import BaseExecutor
 
 log = logging.getLogger("crossdock.services")
 
 
-def _class_names(executors: Iterable[BaseExecutor]) -> set[str]:
+def configured_executor_classes() -> set[str]:
+    """Class names of the configured executors and of a hybrid's children (nothing imported)."""
+    from crossdock.executors.executor_loader import CHILD_EXECUTOR_NAMES, parse_executor_names
+
     names: set[str] = set()
-    for executor in executors:
-        names.add(type(executor).__name__)
-        for child in ("celery_executor", "kubernetes_executor"):
-            inner = getattr(executor, child, None)
-            if inner is not None:
-                names.add(type(inner).__name__)
+    for name in parse_executor_names():
+        names.add(name.class_name)
+        names.update(CHILD_EXECUTOR_NAMES.get(name.class_name, ()))
     return names
 
 
@@ -34,9 +31,10 @@ class EmbeddedServices(AbstractContextManager):
         self._descriptions: list[str] = []
 
     @classmethod
-    def for_executors(cls, executors: Iterable[BaseExecutor]) -> "EmbeddedServices":
+    def for_configured_executors(cls) -> "EmbeddedServices":
+        """Start them before the executors are built: the pod runtime changes their settings."""
         services = cls()
-        names = _class_names(executors)
+        names = configured_executor_classes()
         try:
             if "CeleryExecutor" in names:
                 services._start_celery_workers()
@@ -51,13 +49,18 @@ class EmbeddedServices(AbstractContextManager):
         return list(self._descriptions)
 
     def _start_celery_workers(self) -> None:
+        import os
+
         from crossdock.configuration import conf
+        from crossdock.executors.celery_app import get_celery_app  # noqa: F401 - declares [celery]
         from crossdock.executors.celery_worker import start_embedded_workers
 
         queues = embedded_worker_queues()
-        workers = start_embedded_workers(queues=queues, concurrency=conf.getint("celery", "worker_concurrency"))
+        # One machine: more pool processes than cores only adds start-up time and memory.
+        concurrency = min(conf.getint("celery", "worker_concurrency"), max(2, os.cpu_count() or 2))
+        workers = start_embedded_workers(queues=queues, concurrency=concurrency)
         self._stoppers.append(("celery workers", workers))
-        self._descriptions.append(f"celery worker consuming {', '.join(queues)}")
+        self._descriptions.append(f"celery worker ({concurrency} processes) consuming {', '.join(queues)}")
 
     def _start_pod_runtime(self) -> None:
         from crossdock.kubernetes.standalone import start_runtime_unless_configured

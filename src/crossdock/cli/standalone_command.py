@@ -19,9 +19,9 @@ log = logging.getLogger("crossdock.standalone")
 def standalone(_args) -> int:
     from crossdock.cli.dags_command import parse_dags_folder_into_db
 
-    job = build_scheduler()
     parse_dags_folder_into_db()
-    with EmbeddedServices.for_executors(job.executors) as services:
+    with EmbeddedServices.for_configured_executors() as services:
+        job = build_scheduler()
         for line in services.describe():
             print(line, flush=True)
         print("crossdock standalone is running; press Ctrl-C to stop", flush=True)

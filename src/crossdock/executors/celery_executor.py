@@ -26,6 +26,7 @@ from celery.exceptions import TaskRevokedError
 from crossdock.configuration import conf
 from crossdock.executors.base_executor import PARALLELISM, BaseExecutor, CommandType
 from crossdock.executors.celery_app import EXECUTE_COMMAND_TASK, get_celery_app
+from crossdock.runner.command import check_command_allowed
 from crossdock.executors.celery_claim import claim_task
 from crossdock.executors.celery_state_fetcher import TaskState, fetch_states
 from crossdock.executors.celery_worker import TaskLostError
@@ -126,7 +127,7 @@ class CeleryExecutor(BaseExecutor):
     def _send(self, key: TaskInstanceKey, command: CommandType, queue: str | None) -> Exception | None:
         """Publish one command; the broker error if that failed (the task stays queued)."""
         try:
-            self.validate_command(command)
+            check_command_allowed(command)
         except ValueError as exc:
             del self.queued_tasks[key]
             self._forget(key)

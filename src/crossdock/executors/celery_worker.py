@@ -24,7 +24,7 @@ from celery.exceptions import Ignore
 
 from crossdock.configuration import conf
 from crossdock.executors.celery_claim import claim_task
-from crossdock.runner.command import InvalidCommandError, validate_task_command
+from crossdock.runner.command import InvalidCommandError, check_command_allowed, is_task_command
 
 log = logging.getLogger("crossdock.executors.celery_worker")
 
@@ -56,7 +56,7 @@ def execute_command(task: Any, command: Sequence[str]) -> dict[str, Any]:
     task_id = task.request.id
     hostname = task.request.hostname or "unknown-host"
     try:
-        validate_task_command(command)
+        check_command_allowed(command)
     except InvalidCommandError as exc:
         log.error("celery task %s on %s: %s", task_id, hostname, exc)
         raise
@@ -76,11 +76,27 @@ def execute_command(task: Any, command: Sequence[str]) -> dict[str, Any]:
 def _run(command: list[str]) -> Any:
     from crossdock.runner import fork
 
+    if not is_task_command(command):
+        return _run_other_command(command)
     if conf.getboolean("celery", "execute_tasks_new_python_interpreter"):
         return fork.run_command_in_subprocess(command)
     # The task dies with its pool process: a revoke(terminate=True) or a killed worker
     # must not leave an orphan running a try nobody will report.
     return fork.start_forked_command(command, die_with_parent=True).wait()
+
+
+def _run_other_command(command: list[str]) -> Any:
+    """A command that is not a crossdock task (allowed only with [core] task_commands_only off)."""
+    import subprocess
+
+    from crossdock.runner.fork import ForkResult
+
+    started = time.monotonic()
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.stdout:
+        log.info("%s printed: %s", command[0], completed.stdout.strip())
+    reason = (completed.stderr.strip().splitlines() or [None])[-1] if completed.returncode else None
+    return ForkResult(exit_code=completed.returncode, reason=reason, duration=time.monotonic() - started)
 
 
 def _handle_duplicate_delivery(task: Any, claim: Any, *, hostname: str) -> None:

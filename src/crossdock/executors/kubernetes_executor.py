@@ -236,7 +236,7 @@ class KubernetesExecutor(BaseExecutor):
                       executor_config: Any | None = None) -> None:
         """Build the try's pod and queue its creation; a bad command or pod fails the try at next sync."""
         self.start()
-        if self.settings.validate_commands:
+        if self.settings.validate_commands and conf.getboolean("core", "task_commands_only"):
             try:
                 validate_task_command(command)
             except InvalidCommandError as exc:

@@ -44,3 +44,26 @@ def validate_task_command(command) -> None:
         raise InvalidCommandError(
             f"refusing to run {list(command)!r}: only 'crossdock tasks run DAG_ID TASK_ID RUN_ID ...' "
             f"commands are executed")
+
+
+def is_task_command(command) -> bool:
+    try:
+        validate_task_command(command)
+    except InvalidCommandError:
+        return False
+    return True
+
+
+def check_command_allowed(command) -> None:
+    """What a worker may run: a task command, or any argv when ``[core] task_commands_only`` is off.
+
+    Even with the check off a command stays an argv list of strings, never a shell string.
+    """
+    from crossdock.configuration import conf
+
+    if conf.getboolean("core", "task_commands_only"):
+        validate_task_command(command)
+        return
+    if (not isinstance(command, (list, tuple)) or not command
+            or not all(isinstance(part, str) for part in command)):
+        raise InvalidCommandError(f"refusing to run {command!r}: a command must be a non-empty list of strings")
