@@ -14,6 +14,7 @@ from typing import Any
 
 from crossdock.cli.definition import ActionCommand, Arg, GroupCommand, lazy_load_command as lazy
 from crossdock.cli.errors import CliError
+from crossdock.processes import pid_alive
 
 #: Pid file a worker writes (and ``celery stop`` reads) when ``--pid`` is not given.
 DEFAULT_PID_FILE_NAME = "crossdock-worker.pid"
@@ -218,27 +219,13 @@ def stop_worker(args: Any) -> int:
         print(f"worker {pid} was not running; removed stale pid file {pid_file}")
         return 0
     deadline = time.monotonic() + STOP_WAIT_SECONDS
-    while _alive(pid):
+    while pid_alive(pid):
         if time.monotonic() > deadline:
             raise CliError(f"worker {pid} still running {STOP_WAIT_SECONDS:.0f}s after SIGTERM")
         time.sleep(0.1)
     pid_file.unlink(missing_ok=True)
     print(f"stopped worker {pid}")
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 # -- remote control -----------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from crossdock.dag.baseoperator import BaseOperator
 from crossdock.dag.exceptions import DagDefinitionError, TaskFailure
+from crossdock.processes import group_alive, signal_group
 
 log = logging.getLogger("crossdock.task")
 
@@ -119,32 +120,18 @@ class BashOperator(BaseOperator):
     def on_kill(self) -> None:
         """Stop the command's whole process group: SIGTERM, then SIGKILL after a grace period."""
         process = self._process
-        if process is None or process.poll() is not None and not _group_alive(process.pid):
+        if process is None or process.poll() is not None and not group_alive(process.pid):
             return
         import subprocess
 
-        _signal_group(process.pid, signal.SIGTERM)
+        signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=TERMINATE_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             pass
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
         try:
             process.wait(timeout=TERMINATE_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             log.warning("process %s did not exit after SIGKILL", process.pid)
 
-
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True

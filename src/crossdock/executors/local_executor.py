@@ -13,7 +13,6 @@ scheduler that started them (the zygote kills them when its connection closes).
 
 from __future__ import annotations
 
-import os
 import select
 import signal
 import time
@@ -26,6 +25,7 @@ from crossdock.runner.command import InvalidCommandError, validate_task_command
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS
 from crossdock.runner.task_log import task_log_path
 from crossdock.runner.zygote import STOP_TIMEOUT_SECONDS, ZygoteHandle, start_zygote
+from crossdock.processes import group_alive, signal_group
 
 if TYPE_CHECKING:
     from crossdock.models.taskinstance import TaskInstance
@@ -120,7 +120,7 @@ class LocalExecutor(BaseExecutor):
                 self._zygote = None
         for key, pid in list(self._in_flight.items()):
             if pid:
-                _kill_group(pid, signal.SIGKILL)
+                signal_group(pid, signal.SIGKILL)
             self._finish_failed(key, TERMINATED_REASON)
         self._in_flight.clear()
         for key in self._deferred:
@@ -243,7 +243,7 @@ class LocalExecutor(BaseExecutor):
         for key, pid in list(self._in_flight.items()):
             if pid:
                 # The kernel already sent SIGTERM (die-with-parent); make sure, then SIGKILL later.
-                _kill_group(pid, signal.SIGTERM)
+                signal_group(pid, signal.SIGTERM)
                 self._orphan_kills[pid] = deadline
             self._finish_failed(key, ZYGOTE_DIED_REASON)
         self._in_flight.clear()
@@ -262,16 +262,16 @@ class LocalExecutor(BaseExecutor):
         if not self._orphan_kills:
             return
         if final:
-            while self._orphan_kills and any(_group_alive(pid) for pid in self._orphan_kills):
+            while self._orphan_kills and any(group_alive(pid) for pid in self._orphan_kills):
                 if min(self._orphan_kills.values()) <= time.monotonic():
                     break
                 time.sleep(0.05)
         now = time.monotonic()
         for pid, deadline in list(self._orphan_kills.items()):
-            if not _group_alive(pid):
+            if not group_alive(pid):
                 del self._orphan_kills[pid]
             elif final or deadline <= now:
-                _kill_group(pid, signal.SIGKILL)
+                signal_group(pid, signal.SIGKILL)
                 del self._orphan_kills[pid]
 
     def wait_for_events(self, timeout: float) -> None:
@@ -341,19 +341,3 @@ class LocalExecutor(BaseExecutor):
         for key, pid in self._in_flight.items():
             self.log.info("  process: %s -> pid %s", key, pid)
 
-
-def _kill_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

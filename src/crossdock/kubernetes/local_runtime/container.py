@@ -21,6 +21,7 @@ from typing import Any
 
 from crossdock.kubernetes.local_runtime import shim
 from crossdock.kubernetes.local_runtime.launch import LaunchPlan
+from crossdock.processes import pid_alive
 
 SHIM_PATH = shim.__file__
 #: Seconds between checks of a container whose shim is not our child (adopted after restart).
@@ -42,21 +43,6 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
-    except OSError:
-        return False
 
 
 class ShimPool:
@@ -167,7 +153,7 @@ class Container:
             pid = int((self.dir / "shim.pid").read_text())
         except (OSError, ValueError):
             return False
-        return _alive(pid)
+        return pid_alive(pid)
 
     def wait_started(self, timeout: float = START_TIMEOUT) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout
