@@ -13,7 +13,6 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from crossdock.configuration import conf
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import task_run_command, validate_task_command
 from crossdock.state import TaskInstanceState

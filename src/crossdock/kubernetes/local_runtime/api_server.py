@@ -18,7 +18,6 @@ import re
 import socket
 import ssl
 import threading
-import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
