@@ -197,4 +197,13 @@ def ensure_migrated() -> None:
     except OperationalError as exc:
         raise DatabaseError(describe_db_error(exc)) from None
     if current != head:
-        migrate()
+        try:
+            migrate()
+        except (DatabaseError, SQLAlchemyError):
+            # Another process (a scheduler and a CLI call on a fresh home) may have
+            # migrated at the same moment; only fail if the schema is still not there.
+            with get_engine().connect() as connection:
+                current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar() \
+                    if is_migrated() else None
+            if current != head:
+                raise

@@ -22,13 +22,12 @@ WAIT_POLL_INTERVAL = 0.2
 def parse_dags_folder_into_db() -> dict[str, str]:
     """Parse the DAG folder in child processes and store the result; returns import errors."""
     from crossdock.configuration import conf
-    from crossdock.dag.dag_store import sync_parse_result_to_db
+    from crossdock.dag.dag_store import store_parse_result
     from crossdock.dag.processor import parse_dag_folder
 
     ensure_migrated()
     result = parse_dag_folder(conf.getstr("core", "dags_folder"))
-    with create_session() as session:
-        sync_parse_result_to_db(result, session)
+    store_parse_result(result)
     return result.import_errors
 
 

@@ -113,3 +113,28 @@ def load_serialized_dags(session: Session, dag_ids: Iterable[str] | None = None)
     if dag_ids is not None:
         query = query.where(SerializedDagModel.dag_id.in_(list(dag_ids)))
     return {row.dag_id: SerializedDAG.from_dict(row.data) for row in session.scalars(query)}
+
+
+#: Times a parse result is written again after colliding with another writer.
+STORE_ATTEMPTS = 3
+
+
+def store_parse_result(result: "ParseResult") -> list[str]:
+    """Write a parse result in its own transaction, tolerating a concurrent writer.
+
+    The scheduler and a CLI command (``dags trigger`` of a DAG not yet known) may parse
+    the same folder at the same moment; the loser of the race for a new DAG's row gets an
+    IntegrityError, and writing again turns its inserts into updates.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from crossdock.database import create_session
+
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            with create_session() as session:
+                return sync_parse_result_to_db(result, session)
+        except IntegrityError:
+            if attempt == STORE_ATTEMPTS:
+                raise
+    return []

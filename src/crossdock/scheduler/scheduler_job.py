@@ -284,12 +284,11 @@ class SchedulerJob:
 
     # ------------------------------------------------------------------ DAG files
     def _parse_dag_folder(self) -> None:
-        from crossdock.dag.dag_store import sync_parse_result_to_db
+        from crossdock.dag.dag_store import store_parse_result
         from crossdock.dag.processor import parse_dag_folder
 
         result = parse_dag_folder(self.dags_folder)
-        with create_session() as session:
-            sync_parse_result_to_db(result, session)
+        store_parse_result(result)
         for path, error in result.import_errors.items():
             log.warning("DAG file %s failed to import: %s", path, error.strip().splitlines()[-1] if error.strip() else error)
         self._dags_changed.set()
