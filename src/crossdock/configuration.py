@@ -67,6 +67,10 @@ DEFAULTS: dict[str, dict[str, Option]] = {
         "task_commands_only": _opt(True, "bool",
                                    "Executors and workers run only 'crossdock tasks run ...' commands. Turn "
                                    "off only to drive executors directly with commands of your own."),
+        "cache_dag_files_in_workers": _opt(True, "bool",
+                                           "A warm process that forks task tries (the LocalExecutor's, a "
+                                           "Celery worker's pool process) imports each DAG file once and "
+                                           "its forks inherit the loaded DAGs. Off: every try imports it."),
     },
     "database": {
         "sql_alchemy_conn": _opt("sqlite:///{CROSSDOCK_HOME}/crossdock.db", "str",

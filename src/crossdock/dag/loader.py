@@ -3,6 +3,13 @@
 This runs user code. The scheduler never calls it directly: it goes through
 :mod:`crossdock.dag.processor`, which runs it in a child process. The task runner
 calls :func:`get_dag` to load the one DAG whose task it runs.
+
+A warm process that forks one child per task try (the LocalExecutor's zygote, a Celery
+pool process) may import a DAG file once with :func:`cache_dag_file`; its children then
+inherit the loaded DAG objects and :func:`get_dag` takes them from the cache as long as
+the file (and the helper modules it imported from the dags folder) is unchanged. Only
+warm parents fill the cache: a process that calls :func:`get_dag` itself gets a new
+import each time, as before.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import os
 import re
 import sys
 import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -30,6 +39,8 @@ SAFE_MODE_WORDS = (b"dag", b"crossdock")
 MODULE_PREFIX = "crossdock_dagfile_"
 #: crossdock's own example DAGs, loaded when ``[core] load_examples`` is true.
 EXAMPLE_DAGS_FOLDER = str(Path(__file__).resolve().parent.parent / "example_dags")
+#: Most DAG files a process keeps imported: warm parents live long and files come and go.
+DAG_FILE_CACHE_SIZE = 64
 
 
 # -- finding files -------------------------------------------------------------------
@@ -197,6 +208,189 @@ def load_dags_from_file(path: str | os.PathLike[str]) -> dict[str, DAG]:
     return dags
 
 
+# -- the per-process cache of imported files -----------------------------------------
+#: What identifies one version of a file: a rewrite, a replace or a touch changes it.
+FileVersion = tuple[int, int, int, int, int]
+
+
+def file_version(path: str) -> FileVersion | None:
+    """(device, inode, size, mtime_ns, ctime_ns) of ``path``; None if it cannot be stat'ed."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+@dataclass(frozen=True)
+class _CachedFile:
+    """One imported DAG file and the local code it depended on when it was imported.
+
+    ``helpers`` are the modules in ``sys.modules`` after the import whose file lies in
+    the dags folder or next to the DAG file (shared code kept beside DAGs): a change to
+    one of them makes the entry stale too. ``introduced`` names those the import loaded
+    for the first time; they leave ``sys.modules`` with the entry, so the next import
+    reads them again.
+    """
+
+    version: FileVersion
+    dags: dict[str, DAG]
+    helpers: tuple[tuple[str, FileVersion | None], ...]  # (file, version)
+    introduced: tuple[str, ...]
+
+    def is_fresh(self, path: str) -> bool:
+        if file_version(path) != self.version:
+            return False
+        return all(file_version(helper_path) == version for helper_path, version in self.helpers)
+
+
+_cache: OrderedDict[str, _CachedFile] = OrderedDict()
+
+
+def _local_folders(path: str) -> list[str]:
+    from crossdock.configuration import conf
+
+    folders = [os.path.dirname(path)]
+    try:
+        folders.append(os.path.abspath(os.path.expanduser(conf.getstr("core", "dags_folder"))))
+    except Exception:  # noqa: BLE001 - a broken setting only narrows what is tracked
+        pass
+    return [folder.rstrip(os.sep) + os.sep for folder in folders]
+
+
+def _installed_prefixes() -> tuple[str, ...]:
+    """Where installed libraries live: never "helper modules", even inside a dags folder."""
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    return tuple(os.path.abspath(prefix).rstrip(os.sep) + os.sep for prefix in prefixes)
+
+
+def _is_local_helper(name: str, module: object, folders: list[str], installed: tuple[str, ...]) -> str | None:
+    """The module's file if it is shared code kept beside DAGs, else None."""
+    module_file = getattr(module, "__file__", None)
+    if not module_file or not isinstance(module_file, str) or name.startswith(MODULE_PREFIX):
+        return None
+    module_file = os.path.abspath(module_file)
+    if not module_file.startswith(tuple(folders)) or module_file.startswith(installed):
+        return None
+    if any(f"{os.sep}{part}{os.sep}" in module_file for part in ("site-packages", "dist-packages")):
+        return None
+    return module_file
+
+
+def _local_modules(path: str, *, before: set[str]) -> tuple[tuple[tuple[str, FileVersion | None], ...],
+                                                            tuple[str, ...]]:
+    """(file, version) of every loaded helper module, and the names new since ``before``."""
+    folders, installed = _local_folders(path), _installed_prefixes()
+    helpers: dict[str, FileVersion | None] = {}
+    introduced = []
+    for name, module in list(sys.modules.items()):
+        module_file = _is_local_helper(name, module, folders, installed)
+        if module_file is None:
+            continue
+        helpers[module_file] = file_version(module_file)
+        if name not in before:
+            introduced.append(name)
+    return tuple(sorted(helpers.items())), tuple(sorted(introduced))
+
+
+def _forget_new_helpers(path: str, *, before: set[str]) -> None:
+    """Unload helper modules a failed or discarded import brought in, so the next
+    import of the file (here or in a forked child) reads them from disk again."""
+    _helpers, introduced = _local_modules(path, before=before)
+    for name in introduced:
+        sys.modules.pop(name, None)
+
+
+def _drop_stale() -> None:
+    """Drop every cached file that changed, so no stale helper module outlives it."""
+    for path, entry in list(_cache.items()):
+        if not entry.is_fresh(path):
+            _drop(path)
+
+
+def _drop(path: str) -> None:
+    """Forget a cached file and the helper modules its import brought in."""
+    entry = _cache.pop(path, None)
+    if entry is not None:
+        for name in entry.introduced:
+            sys.modules.pop(name, None)
+
+
+def cached_dags(path: str | os.PathLike[str]) -> dict[str, DAG] | None:
+    """The DAGs of ``path`` from this process's cache if the file is unchanged, else None.
+
+    A stale entry is dropped on the way, with its helper modules.
+    """
+    path = os.path.abspath(os.fspath(path))
+    entry = _cache.get(path)
+    if entry is None:
+        return None
+    if not entry.is_fresh(path):
+        _drop(path)
+        return None
+    _cache.move_to_end(path)
+    return entry.dags
+
+
+def cache_dag_file(path: str | os.PathLike[str], *, max_files: int | None = None) -> dict[str, DAG]:
+    """Import ``path`` unless the cache already holds its current version; keep the result.
+
+    For warm parents only: the DAG objects returned are shared by every later caller
+    in this process (forked children get their own copies). Raises
+    :class:`DagFileError` like :func:`load_dags_from_file`; failures are not cached.
+    The least recently used files beyond ``max_files`` (default
+    :data:`DAG_FILE_CACHE_SIZE`) are forgotten.
+    """
+    path = os.path.abspath(os.fspath(path))
+    dags = cached_dags(path)
+    if dags is not None:
+        return dags
+    _drop_stale()
+    version = file_version(path)
+    before = set(sys.modules)
+    open_before = len(_open_dags)
+    try:
+        dags = load_dags_from_file(path)
+    except BaseException:
+        # An interruption (a timeout) can leave what a plain failure cleans up itself.
+        del _open_dags[open_before:]
+        if _module_name(path) not in before:
+            sys.modules.pop(_module_name(path), None)
+        _forget_new_helpers(path, before=before)
+        raise
+    if version is None or file_version(path) != version:
+        # Changed while it was being imported: what was read may be either version.
+        _forget_new_helpers(path, before=before)
+        return dags
+    helpers, introduced = _local_modules(path, before=before)
+    _cache[path] = _CachedFile(version=version, dags=dags, helpers=helpers, introduced=introduced)
+    limit = DAG_FILE_CACHE_SIZE if max_files is None else max_files
+    while len(_cache) > max(0, limit):
+        _drop(next(iter(_cache)))
+    return dags
+
+
+def clear_dag_file_cache() -> None:
+    """Forget every cached file (and the helper modules their imports brought in)."""
+    for path in list(_cache):
+        _drop(path)
+
+
+def cached_dag_files() -> list[str]:
+    """Paths in the cache, least recently used first."""
+    return list(_cache)
+
+
+def _dags_of_file(path: str) -> dict[str, DAG]:
+    """From the cache when a warm parent left the current version there, else imported."""
+    dags = cached_dags(path)
+    if dags is not None:
+        return dags
+    if _cache:
+        _drop_stale()
+    return load_dags_from_file(path)
+
+
 # -- finding one DAG ---------------------------------------------------------------
 def resolve_subdir(subdir: str | None) -> str:
     """``subdir`` with a leading ``DAGS_FOLDER`` replaced by the configured dags folder."""
@@ -232,7 +426,7 @@ def get_dag(dag_id: str, *, subdir: str | None = None) -> DAG:
     """
     location = resolve_subdir(subdir)
     if os.path.isfile(location):
-        dags = load_dags_from_file(location)
+        dags = _dags_of_file(location)
         if dag_id in dags:
             return dags[dag_id]
         defined = ", ".join(sorted(dags)) or "none"
@@ -251,7 +445,7 @@ def get_dag(dag_id: str, *, subdir: str | None = None) -> DAG:
     failures: list[str] = []
     for path in paths:
         try:
-            dags = load_dags_from_file(path)
+            dags = _dags_of_file(path)
         except DagFileError as exc:
             failures.append(f"{exc.path}: {exc.message.splitlines()[0]}")
             continue

@@ -80,6 +80,10 @@ def _run(command: list[str]) -> Any:
         return _run_other_command(command)
     if conf.getboolean("celery", "execute_tasks_new_python_interpreter"):
         return fork.run_command_in_subprocess(command)
+    # The child inherits the DAG loaded here (once per pool process and file version).
+    from crossdock.runner.dag_warmup import warm_dag_file
+
+    warm_dag_file(command)
     # The task dies with its pool process: a revoke(terminate=True) or a killed worker
     # must not leave an orphan running a try nobody will report.
     return fork.start_forked_command(command, die_with_parent=True).wait()

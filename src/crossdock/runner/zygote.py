@@ -39,6 +39,7 @@ from typing import Any, Hashable
 
 from crossdock.runner.command import InvalidCommandError
 from crossdock.runner.context import task_hostname
+from crossdock.runner.dag_warmup import warm_dag_file
 from crossdock.runner.fork import (
     FALLBACK_POLL_SECONDS,
     ForkedTask,
@@ -235,6 +236,8 @@ class Zygote:
             return
         try:
             if self.use_fork:
+                # The child inherits the DAG loaded here instead of importing it again.
+                warm_dag_file(command)
                 task = start_forked_command(command, die_with_parent=True)
             else:
                 task = start_subprocess_command(command)
