@@ -38,6 +38,8 @@ import threading
 from collections import OrderedDict
 from typing import Sequence
 
+from crossdock.processes import pid_alive
+
 log = logging.getLogger(__name__)
 
 #: Failed file versions remembered (least recently failed forgotten first).
@@ -187,16 +189,6 @@ def _remove_record(record: str | None) -> None:
             pass
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _adopt_records_of_dead_predecessors() -> None:
     """A sibling warm process that died while importing a file: that version failed."""
     folder = _record_folder()
@@ -210,7 +202,7 @@ def _adopt_records_of_dead_predecessors() -> None:
             pid = int(name[len(prefix):])
         except ValueError:
             continue
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         record = os.path.join(folder, name)
         try:

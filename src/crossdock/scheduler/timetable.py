@@ -11,18 +11,9 @@ from typing import NamedTuple
 
 from croniter import croniter
 
-#: Airflow's presets, as cron expressions.
-PRESETS = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
+from crossdock.dag.schedule import PRESETS, TIMEDELTA_PREFIX
+
 ONCE = "@once"
-TIMEDELTA_PREFIX = "timedelta:"
 
 
 class DataInterval(NamedTuple):
@@ -31,7 +22,7 @@ class DataInterval(NamedTuple):
 
 
 def _cron(schedule: str) -> str:
-    return PRESETS.get(schedule, schedule)
+    return PRESETS.get(schedule) or schedule
 
 
 def _following(schedule: str, moment: datetime) -> datetime:
