@@ -181,29 +181,48 @@ def is_migrated() -> bool:
         raise DatabaseError(describe_db_error(exc)) from None
 
 
-def ensure_migrated() -> None:
-    """Migrate when the tables are missing or older than this version (embedded-default comfort)."""
-    from alembic.script import ScriptDirectory
+#: Attempts, and seconds between them, to migrate while another process may be migrating.
+MIGRATE_ATTEMPTS = 20
+MIGRATE_RETRY_PAUSE = 0.25
+
+
+def _head_revision() -> str | None:
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def current_revision() -> str | None:
+    """The migration the database is at (None before the first)."""
     try:
         with get_engine().connect() as connection:
-            current = None
-            if is_migrated():
-                current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            if not is_migrated():
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
         raise DatabaseError(describe_db_error(exc)) from None
-    if current != head:
+
+
+def ensure_migrated() -> None:
+    """Migrate when the tables are missing or older than this version (embedded-default comfort).
+
+    A scheduler and a CLI call started together on a fresh home both find no tables and
+    both migrate; the loser's CREATE TABLE fails while the winner's transaction is still
+    open. The loser waits for the winner's revision to appear instead of failing.
+    """
+    import time
+
+    head = _head_revision()
+    for attempt in range(1, MIGRATE_ATTEMPTS + 1):
+        if current_revision() == head:
+            return
         try:
             migrate()
+            return
         except (DatabaseError, SQLAlchemyError):
-            # Another process (a scheduler and a CLI call on a fresh home) may have
-            # migrated at the same moment; only fail if the schema is still not there.
-            with get_engine().connect() as connection:
-                current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar() \
-                    if is_migrated() else None
-            if current != head:
+            if attempt == MIGRATE_ATTEMPTS:
                 raise
+            time.sleep(MIGRATE_RETRY_PAUSE)

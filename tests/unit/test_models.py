@@ -92,3 +92,26 @@ def test_unreachable_database_gives_one_readable_line(monkeypatch):
         database.check_connection()
     message = str(error.value)
     assert "127.0.0.1:1" in message and "\n" not in message
+
+
+def _first_use(home: str) -> str:
+    import os
+
+    os.environ["CROSSDOCK_HOME"] = home
+    from crossdock import database as db
+
+    db.ensure_migrated()
+    return db.current_revision()
+
+
+def test_processes_starting_together_on_a_fresh_home_all_migrate(tmp_path):
+    """A scheduler and CLI calls started at once on a new home: none fails on 'table exists'."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for round_number in range(3):
+        home = tmp_path / f"home{round_number}"
+        home.mkdir()
+        with context.Pool(4) as pool:
+            revisions = pool.map(_first_use, [str(home)] * 4)
+        assert len(set(revisions)) == 1 and revisions[0] is not None
