@@ -108,16 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         (getattr(args, "group_parser", None) or parser).print_help()
         return 2
     _configure_logging()
-    errors = _user_errors()
     try:
         result = func(args)
-    except errors as exc:
-        if os.environ.get("CROSSDOCK_DEBUG") == "1":
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - only the user's errors become one line
+        # The error classes are looked up only now: importing them pulls in the database
+        # layer, which commands like `version` and `--help` never need.
+        if not isinstance(exc, _user_errors()) or os.environ.get("CROSSDOCK_DEBUG") == "1":
             raise
         print(f"crossdock: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     return int(result or 0)
 
 
