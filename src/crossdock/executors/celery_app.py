@@ -71,9 +71,6 @@ CELERY_OPTIONS: dict[str, Option] = {
                                "redelivered message from running a try twice."),
     "operation_timeout": _opt(DEFAULT_OPERATION_TIMEOUT, "float",
                               "Seconds the scheduler waits on the broker or backend for one operation."),
-    "sync_interval": _opt(0.05, "float",
-                          "Shortest pause (seconds) between two reads of every running task's state "
-                          "from the result backend; 0 reads on every heartbeat."),
     "sync_parallelism": _opt(0, "int",
                              "Kept for Airflow compatibility: states are fetched in one bulk request "
                              "per backend, so no process pool is used. 0 means cpus-1."),

@@ -68,8 +68,6 @@ class CeleryExecutor(BaseExecutor):
         self.task_publish_retries: dict[TaskInstanceKey, int] = {}
         self._reported_running: set[TaskInstanceKey] = set()
         self.worker_lost_check_interval = conf.getfloat("celery", "worker_lost_check_interval")
-        self.sync_interval = conf.getfloat("celery", "sync_interval")
-        self._last_sync = 0.0
         self._last_worker_check = time.monotonic()
         self._missed_pings: dict[str, int] = {}
         self.task_publish_max_retries = conf.getint("celery", "task_publish_max_retries")
@@ -180,23 +178,10 @@ class CeleryExecutor(BaseExecutor):
             raise error
 
     # -- learning outcomes -----------------------------------------------------------------
-    def heartbeat(self) -> None:
-        """Publish what has slots, then sync at most once per ``[celery] sync_interval``.
-
-        With a thousand tasks in flight one read of their states costs milliseconds of
-        CPU, and a busy scheduler heartbeats far more often than states change; on a small
-        machine those reads took CPU from the workers. A direct ``sync()`` always reads.
-        """
-        open_slots = self.parallelism - len(self.running) if self.parallelism else len(self.queued_tasks)
-        self.trigger_tasks(open_slots)
-        if time.monotonic() - self._last_sync >= self.sync_interval:
-            self.sync()
-
     def sync(self) -> None:
         """Fetch every tracked task's state in one backend round trip and report changes."""
         if not self.tasks:
             return
-        self._last_sync = time.monotonic()
         try:
             found = fetch_states(self.app.backend, self.tasks.values())
         except Exception as exc:  # noqa: BLE001 - a backend outage must not crash the scheduler

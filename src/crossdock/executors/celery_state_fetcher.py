@@ -46,30 +46,27 @@ def fetch_states(backend: Any, task_ids: Iterable[str]) -> dict[str, TaskState]:
     return {task_id: _from_meta(backend, backend.get_task_meta(task_id)) for task_id in ids}
 
 
-#: The raw value, decoded state and key of every id of the previous key-value read. Most ids
+#: The raw value and decoded state of every id of the previous key-value read. Most ids
 #: are unchanged between two heartbeats (still PENDING or STARTED), and decoding them
 #: again was three quarters of a sync's cost with a thousand tasks in flight.
-_previous_reads: dict[str, tuple[bytes | None, TaskState, bytes]] = {}
+_previous_reads: dict[str, tuple[bytes, TaskState]] = {}
 
 
 def _from_key_value_store(backend: Any, ids: list[str]) -> dict[str, TaskState]:
     global _previous_reads
-    keys = []
-    for task_id in ids:
-        previous = _previous_reads.get(task_id)
-        keys.append(previous[2] if previous is not None else backend.get_key_for_task(task_id))
-    values = backend.mget(keys)
+    values = backend.mget([backend.get_key_for_task(task_id) for task_id in ids])
     found: dict[str, TaskState] = {}
-    reads: dict[str, tuple[bytes | None, TaskState, bytes]] = {}
-    for task_id, key, value in zip(ids, keys, values):
-        previous = _previous_reads.get(task_id)
+    reads: dict[str, tuple[bytes, TaskState]] = {}
+    for task_id, value in zip(ids, values):
         if not value:
-            state = PENDING
-        elif previous is not None and previous[0] == value:
+            found[task_id] = PENDING
+            continue
+        previous = _previous_reads.get(task_id)
+        if previous is not None and previous[0] == value:
             state = previous[1]
         else:
             state = _from_meta(backend, backend.decode_result(value))
-        reads[task_id] = (value, state, key)
+        reads[task_id] = (value, state)
         found[task_id] = state
     _previous_reads = reads
     return found
