@@ -416,3 +416,23 @@ def test_routing_rule_naming_an_unconfigured_executor_fails_at_start(dags_folder
     conf.reload()
     with pytest.raises(ConfigError, match="names an executor that is not configured"):
         SchedulerJob(executors=[ScriptedExecutor()], parse_dags=False)
+
+
+def test_success_without_a_running_event_still_records_where_it_ran(dags_folder):
+    """A try that started and ended between two syncs: the success event names the worker."""
+    write_dag(dags_folder, "quick", """
+        with DAG("quick") as dag:
+            BashOperator(task_id="a", bash_command="true")
+    """)
+    parse(dags_folder)
+    trigger("quick")
+
+    class NoStartedSeen(ScriptedExecutor):
+        def sync(self):
+            for key in sorted(self.running):
+                self.success(key, {"hostname": "worker-7", "pid": 99})
+
+    run_scheduler(NoStartedSeen())
+    state, tis = run_states("quick")
+    assert state == "success"
+    assert (tis["a"].hostname, tis["a"].pid) == ("worker-7", 99)

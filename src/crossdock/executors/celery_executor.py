@@ -237,7 +237,11 @@ class CeleryExecutor(BaseExecutor):
         if state == states.SUCCESS:
             self._forget(key)
             self.tasks.pop(key, None)
-            self.success(key)
+            # The result names the worker too: a try that started and ended between two
+            # syncs was never seen STARTED, and the scheduler still records where it ran.
+            meta = task_state.meta if isinstance(task_state.meta, dict) else {}
+            where = {k: meta[k] for k in ("hostname", "pid") if meta.get(k) is not None}
+            self.success(key, where or None)
         elif state in (states.FAILURE, states.REVOKED):
             self._forget(key)
             self.tasks.pop(key, None)

@@ -70,7 +70,8 @@ def execute_command(task: Any, command: Sequence[str]) -> dict[str, Any]:
     if result.exit_code != 0:
         reason = result.reason or f"exit code {result.exit_code}"
         raise CommandFailedError(f"task command failed on {hostname} (celery task id {task_id}): {reason}")
-    return {"exit_code": result.exit_code, "duration": round(result.duration, 3), "started_at": started_at}
+    return {"exit_code": result.exit_code, "duration": round(result.duration, 3), "started_at": started_at,
+            "hostname": hostname, "pid": os.getpid()}
 
 
 def _run(command: list[str]) -> Any:

@@ -622,7 +622,9 @@ class SchedulerJob:
         start = ti.start_date or ti.queued_dttm or now
         duration = max(0.0, (now - start).total_seconds())
         if state == S.SUCCESS:
-            self._set_state(run, ti, S.SUCCESS, start_date=start, end_date=now, duration=duration)
+            hostname, pid = _host_and_pid(info) if isinstance(info, dict) else (None, None)
+            self._set_state(run, ti, S.SUCCESS, start_date=start, end_date=now, duration=duration,
+                            hostname=ti.hostname or hostname, pid=ti.pid or pid)
             return 1
         reason = _reason_text(info) or f"task failed ({state})"
         if ti.try_number <= ti.max_tries:
