@@ -47,3 +47,24 @@ def pid_alive(pid: int) -> bool:
         return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
     except OSError:
         return False
+
+
+def proc_table():
+    """(pid, ppid, pgid, start time in clock ticks since boot) of every process, from /proc (Linux)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name start at field 3 (state):
+        # ppid is field 4, pgrp 5, starttime 22.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) >= 20:
+            yield int(entry), int(fields[1]), int(fields[2]), int(fields[19])

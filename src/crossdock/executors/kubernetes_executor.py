@@ -37,7 +37,7 @@ from kubernetes.client.rest import ApiException
 
 from crossdock.configuration import conf
 from crossdock.executors.base_executor import BaseExecutor, CommandType
-from crossdock.kubernetes.kube_client import ApiCallCounter, get_kube_client
+from crossdock.kubernetes.kube_client import ApiCallCounter, get_kube_client, retry_after_seconds
 from crossdock.kubernetes.kube_config import KubeExecutorConfig
 from crossdock.kubernetes.kube_watcher import (
     DELETED, FAILED, RELISTED, RUNNING, SUCCESS, KubeWatcher, PodEvent, interpret_pod,
@@ -108,15 +108,6 @@ def _api_message(exc: ApiException) -> str:
     except (TypeError, ValueError):
         message = None
     return f"{exc.status} {message or exc.reason or 'error'}"
-
-
-def _retry_after(exc: ApiException) -> float | None:
-    headers = exc.headers or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class KubernetesExecutor(BaseExecutor):
@@ -335,7 +326,7 @@ class KubernetesExecutor(BaseExecutor):
         except ApiException as exc:
             message = _api_message(exc)
             if exc.status == 429:
-                pause = _retry_after(exc) or DEFAULT_RETRY_AFTER_SECONDS
+                pause = retry_after_seconds(exc) or DEFAULT_RETRY_AFTER_SECONDS
                 self._create_paused_until = time.monotonic() + pause
                 self.log.warning("pod creation throttled (429); pausing creation for %.1f s", pause)
                 return "paused"

@@ -63,3 +63,13 @@ class ApiCallCounter:
             return original(*args, **kwargs)
 
         api_client.call_api = counted  # type: ignore[method-assign]
+
+
+def retry_after_seconds(exc) -> float | None:
+    """The ``Retry-After`` of an ApiException (429/503) in seconds, None when absent or unreadable."""
+    headers = exc.headers or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

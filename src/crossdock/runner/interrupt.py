@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator
 
+from crossdock.processes import proc_table
+
 #: Seconds between a SIGTERM to a child process group and the SIGKILL that follows.
 KILL_GRACE_SECONDS = 5.0
 
@@ -178,7 +180,7 @@ def kill_child_processes(*, started_after: float | None = None, sig: int = signa
     me = os.getpid()
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     killed = []
-    for pid, ppid, pgid, start_ticks in _children_from_proc():
+    for pid, ppid, pgid, start_ticks in proc_table():
         if ppid != me:
             continue
         if started_after is not None and start_ticks / ticks < started_after - 1.0 / ticks:
@@ -198,23 +200,3 @@ def kill_child_processes(*, started_after: float | None = None, sig: int = signa
             pass
     return killed
 
-
-def _children_from_proc() -> Iterator[tuple[int, int, int, int]]:
-    """(pid, ppid, pgid, start time in clock ticks since boot) of every process."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name start at field 3 (state):
-        # ppid is field 4, pgrp 5, starttime 22.
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) >= 20:
-            yield int(entry), int(fields[1]), int(fields[2]), int(fields[19])

@@ -26,6 +26,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from crossdock.kubernetes.kube_client import retry_after_seconds
 from crossdock.kubernetes.local_runtime.container import Container, ShimPool, read_json, write_json
 from crossdock.kubernetes.local_runtime.launch import (
     ContainerConfigError, ImagePullError, build_plan, decode_secret_data, pick_container,
@@ -121,7 +122,7 @@ class NodeAgent:
             except ApiException as exc:
                 if exc.status not in (429, 500, 502, 503, 504):
                     raise
-                wait = _retry_after(exc) or delay
+                wait = retry_after_seconds(exc) or delay
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 log.debug("node agent: API unreachable (%s); retrying", exc)
                 wait = delay
@@ -277,7 +278,7 @@ class NodeAgent:
                     rv = None
                     continue
                 log.warning("node agent: watch %s failed: %s %s", selector, exc.status, exc.reason)
-                self._stop.wait(_retry_after(exc) or delay)
+                self._stop.wait(retry_after_seconds(exc) or delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
             except Exception as exc:  # noqa: BLE001 - connection drops, server restarts
                 if self._stop.is_set():
@@ -418,15 +419,6 @@ class NodeAgent:
             data.update(obj.get("stringData") or {})
             return data
         return dict(obj.get("data") or {})
-
-
-def _retry_after(exc: ApiException) -> float | None:
-    headers = exc.headers or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class PodWorker(threading.Thread):
