@@ -75,14 +75,16 @@ def bench_raw(args, queue: str) -> dict:
     try:
         wait_for_worker(app, f"raw-{queue}@")
         task = app.tasks[RAW_TASK]
+        meter = CpuMeter([worker.pid])
         started = time.perf_counter()
         results = [task.apply_async(args=[time.time()], queue=queue) for _ in range(args.tasks)]
         latencies = [result.get(timeout=600) for result in results]
         elapsed = time.perf_counter() - started
         worker_rss = process_tree_peak_rss_mb(worker.pid)
+        cpu = meter.per_task_ms(args.tasks)
     finally:
         stop(worker)
-    return {"elapsed": elapsed, "latencies": latencies, "worker_rss_mb": worker_rss}
+    return {"elapsed": elapsed, "latencies": latencies, "worker_rss_mb": worker_rss, "cpu": cpu}
 
 
 def wait_for_worker(app, name_prefix: str, limit: float = 60.0) -> None:
@@ -229,6 +231,74 @@ def process_tree_peak_rss_mb(pid: int) -> float:
     return peak / 1024
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_of(pid: int) -> tuple[float, list[int]]:
+    """CPU seconds of ``pid`` (its own plus its reaped children's) and its live children."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        fields = stat[stat.rfind(b")") + 2:].split()
+        seconds = sum(int(value) for value in fields[11:15]) / _TICK  # utime stime cutime cstime
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return seconds, [int(child) for child in handle.read().split()]
+    except (OSError, IndexError, ValueError):
+        return 0.0, []
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used by ``pid`` and every descendant, live or already reaped."""
+    total, pending = 0.0, [pid]
+    while pending:
+        seconds, children = _cpu_of(pending.pop())
+        total += seconds
+        pending += children
+    return total
+
+
+def service_pids(names: tuple[str, ...]) -> list[int]:
+    """Pids of processes whose command name starts with one of ``names`` (e.g. redis-server)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as handle:
+                    if handle.read().strip().startswith(names):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+class CpuMeter:
+    """CPU per task, by process: this one (the scheduler side), the workers, Redis, PostgreSQL.
+
+    On a machine where every core is busy this is where the time goes; the sum is the
+    CPU cost of one task, the figure that bounds throughput.
+    """
+
+    SERVICES = {"redis": ("redis-server",), "postgres": ("postgres",), "rabbitmq": ("beam.smp",)}
+
+    def __init__(self, worker_pids: list[int]):
+        self.worker_pids = worker_pids
+        self.before = self._sample()
+
+    def _sample(self) -> dict[str, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        sample = {"scheduler": own.ru_utime + own.ru_stime,
+                  "workers": sum(tree_cpu_seconds(pid) for pid in self.worker_pids)}
+        for label, names in self.SERVICES.items():
+            sample[label] = sum(_cpu_of(pid)[0] for pid in service_pids(names))
+        return sample
+
+    def per_task_ms(self, tasks: int) -> str:
+        after = self._sample()
+        parts = {label: (after[label] - self.before[label]) * 1000 / tasks for label in after}
+        shown = "  ".join(f"{label} {ms:.2f}" for label, ms in parts.items() if ms >= 0.005)
+        return f"CPU ms per task: {shown}  total {sum(parts.values()):.2f}"
+
+
 def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -308,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         results["raw"] = bench_raw(args, queue + "-raw")
         raw_rate = args.tasks / results["raw"]["elapsed"]
         print(line("raw celery", args.tasks, results["raw"], None), flush=True)
+        print(f"  {results['raw']['cpu']}", flush=True)
     crossdock_modes = [mode for mode in modes if mode in ("executor", "scheduler")]
     if crossdock_modes:
         from crossdock.executors.celery_worker import start_embedded_workers
@@ -315,18 +386,24 @@ def main(argv: list[str] | None = None) -> int:
         workers = start_embedded_workers(queues=[queue], concurrency=args.concurrency, hostname_prefix="bench")
         try:
             if "executor" in crossdock_modes:
+                meter = CpuMeter([p.pid for p in workers.processes])
                 results["executor"] = bench_executor(args, executor_dag_path, queue)
+                results["executor"]["cpu"] = meter.per_task_ms(args.tasks)
                 results["executor"]["worker_rss_mb"] = max(process_tree_peak_rss_mb(p.pid)
                                                            for p in workers.processes)
                 label = f"crossdock executor only{f' (DAG of {args.dag_size})' if args.dag_size else ''}"
                 print(line(label, args.tasks, results["executor"], raw_rate), flush=True)
+                print(f"  {results['executor']['cpu']}", flush=True)
             if "scheduler" in crossdock_modes:
+                meter = CpuMeter([p.pid for p in workers.processes])
                 results["scheduler"] = bench_scheduler(args, dags)
+                results["scheduler"]["cpu"] = meter.per_task_ms(args.tasks)
                 results["scheduler"]["worker_rss_mb"] = max(process_tree_peak_rss_mb(p.pid)
                                                             for p in workers.processes)
                 print(line("crossdock scheduler+executor", args.tasks, results["scheduler"], raw_rate)
                       + f"  run {results['scheduler']['run_state']} {results['scheduler']['states']}",
                       flush=True)
+                print(f"  {results['scheduler']['cpu']}", flush=True)
         finally:
             workers.stop()
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -341,3 +341,48 @@ def test_a_timeout_is_not_swallowed_by_the_task_catching_exception_even_off_the_
     worker.start()
     worker.join(30)
     assert outcome == {"reason": "execution_timeout of 0.2s exceeded"}
+
+
+def _argparse_namespace(argv, *, test):
+    import argparse
+
+    from crossdock.runner.task_runner import add_task_run_arguments, add_task_test_arguments
+
+    parser = argparse.ArgumentParser()
+    (add_task_test_arguments if test else add_task_run_arguments)(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("argv, test", [
+    (["d", "t", "r"], False),
+    (["d", "t", "r", "--try-number", "3", "--subdir", "/x/y.py"], False),
+    (["d", "t", "r", "--subdir", "DAGS_FOLDER/a.py", "--try-number", "0", "--map-index", "-1"], False),
+    (["d", "t", "r", "--map-index", "7", "-S", "f.py", "--logical-date", "2026-01-01T00:00:00+00:00"], False),
+    (["my.dag", "a-task", "manual__2026-01-01T00:00:00+00:00", "--try-number", "12"], False),
+    (["d", "t"], True),
+    (["d", "t", "--subdir", "/x", "--map-index", "2"], True),
+])
+def test_the_plain_command_form_is_read_exactly_as_argparse_reads_it(argv, test):
+    """The runner reads the command every executor builds without building a parser; the
+    result must be the one argparse gives."""
+    from crossdock.runner.task_runner import _parse_plain
+
+    assert _parse_plain(argv, test=test) == _argparse_namespace(argv, test=test)
+
+
+@pytest.mark.parametrize("argv", [
+    ["d", "t", "r", "--try-number=3"],  # --option=value
+    ["d", "t", "r", "--try", "3"],  # an abbreviation
+    ["d", "t", "r", "--try-number", "+3"],
+    ["d", "t", "r", "--try-number", "--5"],
+    ["d", "t", "r", "--try-number", "1", "--try-number", "2"],  # repeated
+    ["--subdir", "x.py", "d", "t", "r"],  # options first
+    ["d", "t", "r", "--help"],
+    ["d", "t", "r", "--subdir"],
+    ["d", "t", "r", "--unknown", "1"],
+    ["d", "t", "r", "extra", "1"],
+])
+def test_anything_but_the_plain_form_is_left_to_argparse(argv):
+    from crossdock.runner.task_runner import _parse_plain
+
+    assert _parse_plain(argv, test=False) is None

@@ -145,9 +145,9 @@ def worker_argv(args: Any) -> list[str]:
 
 
 def worker(args: Any) -> int:
-    from celery.signals import worker_ready
+    from celery.signals import worker_process_init, worker_ready
 
-    from crossdock.executors.celery_worker import warm_up
+    from crossdock.executors.celery_worker import start_task_zygote, warm_up
 
     argv = worker_argv(args)
     app = _app()
@@ -160,6 +160,7 @@ def worker(args: Any) -> int:
             Path(ready_file).write_text(str(os.getpid()), encoding="utf-8")
 
         worker_ready.connect(_touch_ready, weak=False)
+    worker_process_init.connect(lambda **_: start_task_zygote(), weak=False)
     app.worker_main(argv)
     return 0
 

@@ -66,7 +66,7 @@ def execute_command(task: Any, command: Sequence[str]) -> dict[str, Any]:
     if not claim.won:
         _handle_duplicate_delivery(task, claim, hostname=hostname)
     log.info("celery task %s on %s: running %s", task_id, hostname, command)
-    result = _run(list(command))
+    result = _run(list(command), key=task_id)
     if result.exit_code != 0:
         reason = result.reason or f"exit code {result.exit_code}"
         raise CommandFailedError(f"task command failed on {hostname} (celery task id {task_id}): {reason}")
@@ -74,20 +74,31 @@ def execute_command(task: Any, command: Sequence[str]) -> dict[str, Any]:
             "hostname": hostname, "pid": os.getpid()}
 
 
-def _run(command: list[str]) -> Any:
+def _run(command: list[str], *, key: str) -> Any:
     from crossdock.runner import fork
 
     if not is_task_command(command):
         return _run_other_command(command)
     if conf.getboolean("celery", "execute_tasks_new_python_interpreter"):
         return fork.run_command_in_subprocess(command)
-    # The child inherits the DAG loaded here (once per pool process and file version).
-    from crossdock.runner.dag_warmup import warm_dag_file
+    # A fork of this process's lean zygote, which keeps the DAG loaded (once per file
+    # version). The zygote dies with this pool process and takes its try along: a
+    # revoke(terminate=True) or a killed worker leaves no orphan running a try.
+    from crossdock.runner.zygote_client import process_runner
 
-    warm_dag_file(command)
-    # The task dies with its pool process: a revoke(terminate=True) or a killed worker
-    # must not leave an orphan running a try nobody will report.
-    return fork.start_forked_command(command, die_with_parent=True).wait()
+    return process_runner().run(key, command)
+
+
+def start_task_zygote() -> None:
+    """Start this pool process's zygote now, so the first try does not wait for it."""
+    if conf.getboolean("celery", "execute_tasks_new_python_interpreter"):
+        return
+    from crossdock.runner.zygote_client import process_runner
+
+    try:
+        process_runner().start()
+    except OSError as exc:  # the first try will try again and report the error
+        log.warning("could not start the task zygote: %s", exc)
 
 
 def _run_other_command(command: list[str]) -> Any:

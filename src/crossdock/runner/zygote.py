@@ -22,14 +22,24 @@ from the zygote::
 
 If the connection closes (the scheduler died), the zygote kills every task and exits:
 with the scheduler gone nobody would record their outcome.
+
+Two ways to start one. :func:`start_zygote` forks the owner (the LocalExecutor's way:
+the zygote sees the owner's configuration exactly). :func:`spawn_zygote` starts a new
+interpreter that imports only what a try needs (a Celery pool process's way): a fork
+costs in proportion to the parent's memory, and a pool process carries Celery, kombu
+and the broker clients that no task uses, so forking a lean process makes every try
+cheaper. A spawned zygote reads the configuration from the environment and files, as
+any crossdock process does.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import selectors
 import signal
+import socket
 import sys
 import threading
 import time
@@ -137,6 +147,43 @@ def start_zygote(*, use_fork: bool = True) -> ZygoteHandle:
             os._exit(code)
     zygote_end.close()
     return ZygoteHandle(pid, owner_end)
+
+
+def spawn_zygote(*, use_fork: bool = True) -> ZygoteHandle:
+    """Start the zygote as a new interpreter (``python -m crossdock.runner.zygote``).
+
+    It leads its own process group, so a signal meant for the owner's group (a
+    terminal's Ctrl-C, a service manager stopping the worker) does not cut its tries
+    short: the owner decides. It dies with the owner (its end of the socket closes, and
+    the kernel sends SIGTERM as a backstop). ``sys.path`` is passed on, so the DAGs'
+    imports resolve as they do in the owner.
+    """
+    owner_end, zygote_end = socket.socketpair()
+    fd = zygote_end.fileno()
+    os.set_inheritable(fd, True)
+    argv = [sys.executable, "-m", "crossdock.runner.zygote", "--fd", str(fd), "--owner-pid", str(os.getpid())]
+    if not use_fork:
+        argv.append("--new-interpreter-per-task")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+    try:
+        pid = os.posix_spawn(sys.executable, argv, env, setpgroup=0,
+                             file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
+    finally:
+        zygote_end.close()
+    return ZygoteHandle(pid, Connection(owner_end.detach()))
+
+
+def _spawned_main(argv: list[str] | None = None) -> int:
+    """Entry point of a spawned zygote: serve the owner on the inherited socket."""
+    parser = argparse.ArgumentParser(prog="python -m crossdock.runner.zygote")
+    parser.add_argument("--fd", type=int, required=True, help="the socket to the owner")
+    parser.add_argument("--owner-pid", type=int, required=True)
+    parser.add_argument("--new-interpreter-per-task", action="store_true")
+    args = parser.parse_args(argv)
+    _die_with_parent(args.owner_pid, signal.SIGTERM)
+    Zygote(Connection(args.fd), use_fork=not args.new_interpreter_per_task).serve()
+    return 0
 
 
 class Zygote:
@@ -314,3 +361,7 @@ class Zygote:
             self._forget(key)
             if report:
                 self._send(("finished", key, result.exit_code, result.reason, result.duration))
+
+
+if __name__ == "__main__":  # pragma: no cover - runs as the spawned zygote
+    sys.exit(_spawned_main())
