@@ -271,6 +271,9 @@ def start_forked_command(command: Sequence[str], *, die_with_parent: bool = Fals
     """
     validate_task_command(command)
     command = list(command)
+    signals = _signals_to_reset()
+    if die_with_parent:
+        _prctl()
     read_fd, write_fd = os.pipe()  # both close-on-exec
     parent_pid = os.getpid()
     _flush_std_streams()
@@ -281,20 +284,21 @@ def start_forked_command(command: Sequence[str], *, die_with_parent: bool = Fals
         os.close(write_fd)
         raise
     if pid == 0:  # pragma: no cover - runs in the child, which never returns
-        _child_main(command, stderr_fd=write_fd, parent_pid=parent_pid if die_with_parent else None)
+        _child_main(command, stderr_fd=write_fd, parent_pid=parent_pid if die_with_parent else None,
+                    signals=signals)
     os.close(write_fd)
     os.set_blocking(read_fd, False)
     return ForkedTask(pid, read_fd, time.time())
 
 
-def _child_main(command: list[str], *, stderr_fd: int, parent_pid: int | None) -> None:
+def _child_main(command: list[str], *, stderr_fd: int, parent_pid: int | None, signals: list[int]) -> None:
     """The forked child: become a clean task process, run the try, ``os._exit``."""
     code = EXIT_CHILD_CRASHED
     try:
         os.setpgid(0, 0)
         if parent_pid is not None:
             _die_with_parent(parent_pid)
-        _reset_signals()
+        _reset_signals(signals)
         _isolate_fds(stderr_fd)
         _std_streams_on_fds()
         from crossdock.runner.task_runner import run_task
@@ -316,33 +320,67 @@ def _child_main(command: list[str], *, stderr_fd: int, parent_pid: int | None) -
 
 def _die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> None:
     """Ask the kernel for ``signum`` when the parent (thread) dies (Linux; elsewhere a no-op)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
-    except (OSError, AttributeError):
+    prctl = _prctl()
+    if prctl is None:
         return
+    prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(EXIT_CHILD_CRASHED)
 
 
-def _reset_signals() -> None:
-    """Default handlers, nothing blocked, no wakeup fd: the parent's signal plumbing
-    (a worker's or the zygote's) must not fire inside a task."""
-    try:
-        signal.set_wakeup_fd(-1)
-    except (ValueError, OSError):
-        pass
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    for signum in signal.valid_signals():
-        if signum in (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE):
+_prctl_function: list = []
+
+
+def _prctl():
+    """libc's ``prctl``, looked up once per process (the forking parent does it for its
+    children: a child that loads ctypes and libc itself pays for it on every try)."""
+    if not _prctl_function:
+        try:
+            import ctypes
+
+            _prctl_function.append(ctypes.CDLL(None, use_errno=True).prctl)
+        except (OSError, AttributeError):
+            _prctl_function.append(None)
+    return _prctl_function[0]
+
+
+def _signals_to_reset() -> list[int]:
+    """The signals this process handles in its own way (not the default action)."""
+    import _signal
+
+    found = []
+    for signum in range(1, _signal.NSIG):
+        if signum in (_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGPIPE):
             continue  # SIGPIPE stays ignored, as in any Python process: writes raise instead
         try:
-            if signum == signal.SIGINT:
-                signal.signal(signum, signal.default_int_handler)
-            elif signal.getsignal(signum) not in (signal.SIG_DFL, None):
-                signal.signal(signum, signal.SIG_DFL)
+            handler = _signal.getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        if signum == _signal.SIGINT:
+            if handler is not _signal.default_int_handler:
+                found.append(signum)
+        elif handler not in (_signal.SIG_DFL, None):
+            found.append(signum)
+    return found
+
+
+def _reset_signals(signals: list[int] | None = None) -> None:
+    """Default handlers, nothing blocked, no wakeup fd: the parent's signal plumbing
+    (a worker's or the zygote's) must not fire inside a task.
+
+    :param signals: the ones to reset, as :func:`_signals_to_reset` found them in the
+        parent before the fork (cheaper there: the child's pages are copied on write).
+    """
+    import _signal
+
+    try:
+        _signal.set_wakeup_fd(-1)
+    except (ValueError, OSError):
+        pass
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+    for signum in _signals_to_reset() if signals is None else signals:
+        try:
+            _signal.signal(signum, _signal.default_int_handler if signum == _signal.SIGINT else _signal.SIG_DFL)
         except (OSError, ValueError):
             continue
 
@@ -370,14 +408,22 @@ def _isolate_fds(stderr_fd: int, *, keep: frozenset[int] = frozenset()) -> None:
 
 def _std_streams_on_fds() -> None:
     """``sys.std*`` as plain streams on fds 0/1/2: a parent may have replaced them (a Celery
-    worker's logging proxy) with objects that would route a task's prints elsewhere."""
-    from crossdock.runner.task_log import fd_text_stream
+    worker's logging proxy) with objects that would route a task's prints elsewhere.
+    Streams that already are plain line-buffered ones on those fds (a zygote's) are kept."""
+    from crossdock.runner.task_log import fd_text_stream, is_plain_line_stream
 
-    # Keep the replaced objects alive: collecting one would close its fd, which may be 0/1/2.
-    _replaced_streams.extend((sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__))
-    sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", closefd=False)
-    sys.stdout = sys.__stdout__ = fd_text_stream(1)
-    sys.stderr = sys.__stderr__ = fd_text_stream(2)
+    if not is_plain_line_stream(sys.stdin, 0):
+        _replaced_streams.extend((sys.stdin, sys.__stdin__))
+        sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", closefd=False)
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        stream = getattr(sys, name)
+        if stream is getattr(sys, f"__{name}__") and is_plain_line_stream(stream, fd):
+            continue
+        # Keep the replaced objects alive: collecting one would close its fd, which may be 0/1/2.
+        _replaced_streams.extend((stream, getattr(sys, f"__{name}__")))
+        new = fd_text_stream(fd)
+        setattr(sys, name, new)
+        setattr(sys, f"__{name}__", new)
 
 
 def _open_fds() -> list[int]:

@@ -111,8 +111,10 @@ class OutputCapture:
             raise
         self._log_fd = log_fd
         self._saved_streams = (sys.stdout, sys.stderr)
-        sys.stdout = fd_text_stream(1)
-        sys.stderr = fd_text_stream(2)
+        if not is_plain_line_stream(sys.stdout, 1):
+            sys.stdout = fd_text_stream(1)
+        if not is_plain_line_stream(sys.stderr, 2):
+            sys.stderr = fd_text_stream(2)
         return self
 
     def restore(self) -> None:
@@ -137,6 +139,18 @@ class OutputCapture:
 def fd_text_stream(fd: int):
     """A line-buffered UTF-8 text stream on ``fd`` that leaves the fd open when dropped."""
     return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+
+
+def is_plain_line_stream(stream, fd: int) -> bool:
+    """True for a line-buffered text stream that writes straight to ``fd``, as
+    :func:`fd_text_stream` makes: one a forked try can keep instead of making its own."""
+    import io
+
+    try:
+        return (type(stream) is io.TextIOWrapper and stream.fileno() == fd
+                and (fd == 0 or stream.line_buffering))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -389,17 +389,29 @@ def _configure_task_logging():
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(TASK_LOG_FORMAT))
     root.handlers = [handler]
-    try:
-        root.setLevel(conf.getstr("logging", "logging_level").upper())
-    except (ValueError, ConfigError):
-        root.setLevel(logging.INFO)
+    _set_level(root, task_logging_level())
 
     def restore() -> None:
         handler.flush()
         root.handlers = saved_handlers
-        root.setLevel(saved_level)
+        _set_level(root, saved_level)
 
     return restore
+
+
+def task_logging_level() -> int:
+    """``[logging] logging_level`` as a number; INFO when it is not a level name."""
+    try:
+        level = logging.getLevelName(conf.getstr("logging", "logging_level").upper())
+    except ConfigError:
+        return logging.INFO
+    return level if isinstance(level, int) else logging.INFO
+
+
+def _set_level(logger: logging.Logger, level: int) -> None:
+    # setLevel clears the cache of every logger there is, even for the same level.
+    if logger.level != level:
+        logger.setLevel(level)
 
 
 def run_task(argv: Sequence[str]) -> int:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import selectors
 import signal
@@ -55,10 +56,12 @@ from crossdock.runner.fork import (
     ForkedTask,
     _die_with_parent,
     _isolate_fds,
+    _std_streams_on_fds,
     start_forked_command,
     start_subprocess_command,
 )
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS
+from crossdock.runner.task_runner import task_logging_level
 from crossdock.runner.warm import preload_task_modules
 
 #: Seconds the owner waits for a stopping zygote before it kills it.
@@ -214,6 +217,10 @@ class Zygote:
             signal.signal(signum, signal.SIG_DFL)
         _isolate_fds(2, keep=frozenset({self.connection.fileno()}))
         preload_task_modules()
+        # What each child would otherwise set up for itself, once: plain line-buffered
+        # std streams and the tasks' logging level (see task_runner).
+        _std_streams_on_fds()
+        logging.getLogger().setLevel(task_logging_level())
         self.hostname = task_hostname()
         gc.collect()
         # Children never scan the inherited heap: fewer copy-on-write page faults per fork.

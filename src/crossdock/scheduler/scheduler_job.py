@@ -538,7 +538,12 @@ class SchedulerJob:
     def _queue_ready_tasks(self, now: datetime) -> int:
         queued = 0
         held_back: list[tuple[int, int, int]] = []
-        while self._ready and self.limits.total < self.limits.parallelism:
+        # Once every executor is full nothing more can go out this step: stop there rather
+        # than pop (and push back) every waiting task, which made a loop with thousands
+        # of ready tasks cost as much as queueing them.
+        full: set[int] = set()
+        executor_count = len(self.executors) or 1
+        while self._ready and self.limits.total < self.limits.parallelism and len(full) < executor_count:
             item = heapq.heappop(self._ready)
             ti_id = item[2]
             self._ready_ids.discard(ti_id)
@@ -552,7 +557,8 @@ class SchedulerJob:
                                 failure_reason=f"executor {ti.executor!r} is not configured in [core] executor")
                 queued += 1
                 continue
-            if executor.slots_available <= 0:
+            if id(executor) in full or executor.slots_available <= 0:
+                full.add(id(executor))
                 held_back.append(item)
                 continue
             reason = self.limits.refuse_reason(
