@@ -206,8 +206,10 @@ class NodeAgent:
         if hold:
             self._hold.set()
             return
-        self._hold.clear()
         with self._lock:
+            # Cleared under the lock that _on_own_pod holds while it checks the flag and
+            # parks a pod: a pod parked at the same moment is in the list taken here.
+            self._hold.clear()
             held, unbound = list(self._held.values()), list(self._unbound.values())
             self._held.clear()
         for pod in unbound:
@@ -373,10 +375,11 @@ class NodeAgent:
         phase = (pod.get("status") or {}).get("phase")
         if phase in TERMINAL_PHASES:
             return
-        if self._hold.is_set() and not (self.pods_dir / uid).exists():
+        if not (self.pods_dir / uid).exists():
             with self._lock:
-                self._held[uid] = pod
-            return
+                if self._hold.is_set():
+                    self._held[uid] = pod
+                    return
         with self._lock:
             if uid in self._workers:
                 return
