@@ -3,8 +3,9 @@
 A worker runs a message only if three things hold: the command is a crossdock task
 command (anything else is refused and logged, nothing executed), this delivery won the
 claim on the Celery task id (so a redelivered message never runs a try twice), and the
-command then runs in a fork of the warm worker process (crossdock, the runner and the
-DAG libraries are already imported) or, when configured, in a new interpreter.
+command then runs in a fork of the pool process's lean zygote (crossdock's runner and
+the DAG files already imported, none of Celery: see :mod:`crossdock.runner.zygote_client`)
+or, when configured, in a new interpreter.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ log = logging.getLogger("crossdock.executors.celery_worker")
 
 #: Name of the task crossdock sends; fixed so scheduler and workers agree without an import.
 EXECUTE_COMMAND_TASK = "crossdock.execute_command"
-#: Modules a worker imports before its pool forks, so every task's fork starts warm.
 #: Seconds :meth:`EmbeddedWorkers.stop` waits for a warm shutdown before killing.
 DEFAULT_STOP_TIMEOUT = 10.0
 #: Seconds :func:`start_embedded_workers` waits for the workers to consume.
