@@ -79,3 +79,24 @@ def test_dotted_path_that_is_not_an_executor_is_rejected():
         load_executors("crossdock.configuration.CrossdockConfig")
     with pytest.raises(ConfigError, match="cannot import"):
         load_executors("nowhere.to.be.Found")
+
+
+def test_a_frozen_configuration_keeps_its_values_until_reloaded(monkeypatch):
+    """A zygote freezes its configuration so each forked try reads it from memory; what
+    it froze must be what it read, and a reload must still see new values."""
+    from crossdock.configuration import CrossdockConfig
+
+    config = CrossdockConfig()
+    monkeypatch.setenv("CROSSDOCK__CORE__PARALLELISM", "7")
+    config.freeze()
+    assert config.getint("core", "parallelism") == 7
+    monkeypatch.setenv("CROSSDOCK__CORE__PARALLELISM", "9")
+    assert config.getint("core", "parallelism") == 7
+    config.reload()
+    assert config.getint("core", "parallelism") == 9
+    # A bad value is not remembered: every reader gets the error naming the key.
+    monkeypatch.setenv("CROSSDOCK__CORE__PARALLELISM", "many")
+    config.reload()
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="parallelism"):
+            config.getint("core", "parallelism")

@@ -48,6 +48,7 @@ import traceback
 from multiprocessing.connection import Connection, Pipe
 from typing import Any, Hashable
 
+from crossdock.configuration import conf
 from crossdock.runner.command import InvalidCommandError
 from crossdock.runner.context import task_hostname
 from crossdock.runner.dag_warmup import warm_dag_file
@@ -221,6 +222,7 @@ class Zygote:
         # std streams and the tasks' logging level (see task_runner).
         _std_streams_on_fds()
         logging.getLogger().setLevel(task_logging_level())
+        conf.freeze()  # nothing changes this process's environment from now on
         self.hostname = task_hostname()
         gc.collect()
         # Children never scan the inherited heap: fewer copy-on-write page faults per fork.
