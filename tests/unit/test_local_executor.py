@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from process_helpers import process_gone, wait_for
 from crossdock.executors.local_executor import (
     REVOKED_REASON,
     ZYGOTE_DIED_REASON,
@@ -80,23 +81,6 @@ with DAG("local_dag") as dag:
 """
 
 
-def process_gone(pid: int) -> bool:
-    """True when ``pid`` has exited (a zombie waiting for its reaper counts as exited)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state in ("Z", "X")
-
-
-def wait_for(predicate, *, limit: float = LIMIT_SECONDS) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 class Setup:

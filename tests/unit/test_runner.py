@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from process_helpers import process_gone, wait_for
 from crossdock.runner.task_log import safe_path_segment, task_log_path
 from crossdock.runner.task_runner import (
     EXIT_SUCCESS,
@@ -40,23 +41,6 @@ def last_stderr_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def process_gone(pid: int) -> bool:
-    """True when ``pid`` has exited (a zombie waiting for its reaper counts as exited)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state in ("Z", "X")
-
-
-def wait_until_gone(pid: int, *, limit: float = 20.0) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if process_gone(pid):
-            return True
-        time.sleep(0.02)
-    return process_gone(pid)
 
 
 @pytest.fixture
@@ -189,8 +173,8 @@ def test_a_timeout_fails_the_try_and_kills_the_bash_process_group(dag_path, tmp_
     assert last_stderr_line(capfd.readouterr().err) == "crossdock: task failed: execution_timeout of 2s exceeded"
     sleep_pid = int((tmp_path / "out" / "sleep.pid").read_text())
     bash_pid = int((tmp_path / "out" / "bash.pid").read_text())
-    assert wait_until_gone(sleep_pid), "the timed-out task's `sleep 100` is still running"
-    assert wait_until_gone(bash_pid)
+    assert wait_for(lambda: process_gone(sleep_pid)), "the timed-out task's `sleep 100` is still running"
+    assert wait_for(lambda: process_gone(bash_pid))
     assert "execution_timeout of 2s exceeded" in log_of(crossdock_home, "runner_dag", "bash_timeout", "r1", 1).read_text()
 
 
@@ -199,7 +183,7 @@ def test_a_timeout_kills_a_child_the_task_itself_left_running(dag_path, tmp_path
     assert code == EXIT_TASK_FAILED
     assert failure_reason_from_stderr(capfd.readouterr().err) == "execution_timeout of 1s exceeded"
     child = int((tmp_path / "out" / "child.pid").read_text())
-    assert wait_until_gone(child), "the task's child process survived the timeout"
+    assert wait_for(lambda: process_gone(child)), "the task's child process survived the timeout"
 
 
 def test_a_dag_file_with_a_syntax_error_exits_2_with_a_reason(tmp_path, crossdock_home, capfd):

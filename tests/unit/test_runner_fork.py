@@ -7,11 +7,11 @@ import os
 import signal
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
+from process_helpers import process_gone, wait_for
 from crossdock.runner.command import InvalidCommandError
 from crossdock.runner.fork import (
     ForkResult,
@@ -27,23 +27,6 @@ from crossdock import DAG, BashOperator, PythonOperator
 """
 
 
-def process_gone(pid: int) -> bool:
-    """True when ``pid`` has exited (a zombie waiting for its reaper counts as exited)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state in ("Z", "X")
-
-
-def wait_for(predicate, *, limit: float = 20.0) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture

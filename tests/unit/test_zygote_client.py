@@ -11,32 +11,16 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from process_helpers import process_gone, wait_for
 from crossdock.runner.fork import EXIT_CHILD_CRASHED
 from crossdock.runner.zygote_client import ZygoteRunner
 
-WAIT_LIMIT_SECONDS = 30.0
 
 
-def process_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-
-
-def wait_for(predicate, limit: float = WAIT_LIMIT_SECONDS) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture

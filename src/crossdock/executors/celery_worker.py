@@ -160,10 +160,12 @@ def _owner_still_running(app: Any, task_id: str, *, owner_host: str | None,
 
 
 def warm_up() -> None:
-    """Import what every task needs once, in the worker's main process, before the pool forks."""
-    from crossdock.runner.warm import preload_task_modules
+    """Import, once in the worker's main process, what each pool process needs per message.
 
-    preload_task_modules()
+    The DAG libraries and operators are not among it: tries run in forks of each pool
+    process's zygote, which imports those itself (see :mod:`crossdock.runner.zygote_client`).
+    """
+    import crossdock.runner.zygote_client  # noqa: F401 - imported for its side effect
 
 
 # -- embedded workers -------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Sequence
 
 from crossdock.runner.command import validate_task_command
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS, format_seconds
+from crossdock.runner.task_log import flush_std_streams
 from crossdock.runner.task_runner import FAILURE_PREFIX, failure_reason_from_stderr
 
 #: How much of a child's stderr is kept: only its end matters (the failure line is last).
@@ -250,15 +251,6 @@ def _last_line(text: str) -> str | None:
 
 
 # -- starting ----------------------------------------------------------------------------
-def _flush_std_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
-
-
 def start_forked_command(command: Sequence[str], *, die_with_parent: bool = False) -> ForkedTask:
     """Fork, and run ``command`` (``crossdock tasks run …``) in the child.
 
@@ -276,7 +268,7 @@ def start_forked_command(command: Sequence[str], *, die_with_parent: bool = Fals
         _prctl()
     read_fd, write_fd = os.pipe()  # both close-on-exec
     parent_pid = os.getpid()
-    _flush_std_streams()
+    flush_std_streams()
     try:
         pid = os.fork()
     except OSError:
@@ -313,7 +305,7 @@ def _child_main(command: list[str], *, stderr_fd: int, parent_pid: int | None, s
             pass
     finally:
         try:
-            _flush_std_streams()
+            flush_std_streams()
         finally:
             os._exit(code if isinstance(code, int) else EXIT_CHILD_CRASHED)
 
@@ -466,7 +458,7 @@ def start_subprocess_command(command: Sequence[str]) -> ForkedTask:
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_DUP2, write_fd, 2),
     ]
-    _flush_std_streams()
+    flush_std_streams()
     try:
         pid = os.posix_spawn(sys.executable, argv, dict(os.environ), file_actions=file_actions,
                              setpgroup=0, setsigmask=set(), setsigdef=_catchable_signals())

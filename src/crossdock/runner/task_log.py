@@ -67,12 +67,14 @@ def log_timestamp() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _flush_std_streams() -> None:
+def flush_std_streams() -> None:
+    """Flush ``sys.stdout``/``sys.stderr`` before their fds change hands (a fork, a dup2),
+    so no buffered text is written twice or to the wrong place; never raises."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
                 stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass
 
 
@@ -100,7 +102,7 @@ class OutputCapture:
     def start(self) -> "OutputCapture":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         log_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, LOG_FILE_MODE)
-        _flush_std_streams()
+        flush_std_streams()
         try:
             for fd in (1, 2):
                 self._saved_fds[fd] = os.dup(fd)  # os.dup makes a non-inheritable copy
@@ -119,7 +121,7 @@ class OutputCapture:
 
     def restore(self) -> None:
         """Put the original fds and streams back; safe to call twice."""
-        _flush_std_streams()
+        flush_std_streams()
         if self._saved_streams is not None:
             sys.stdout, sys.stderr = self._saved_streams
             self._saved_streams = None

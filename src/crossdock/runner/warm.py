@@ -1,7 +1,8 @@
 """What a warm process imports before it forks tasks, so no task pays for it again.
 
-Shared by the LocalExecutor's zygote and the Celery worker: a forked task child that
-still has to import the operator modules spends more time importing than running.
+Imported by every zygote (the LocalExecutor's and each Celery pool process's): a forked
+task child that still has to import the operator modules spends more time importing
+than running.
 """
 
 from __future__ import annotations

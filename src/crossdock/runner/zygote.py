@@ -62,6 +62,7 @@ from crossdock.runner.fork import (
     start_subprocess_command,
 )
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS
+from crossdock.runner.task_log import flush_std_streams
 from crossdock.runner.task_runner import task_logging_level
 from crossdock.runner.warm import preload_task_modules
 
@@ -122,11 +123,7 @@ class ZygoteHandle:
 def start_zygote(*, use_fork: bool = True) -> ZygoteHandle:
     """Fork the zygote; ``use_fork=False`` makes it start each task as a new interpreter."""
     owner_end, zygote_end = Pipe(duplex=True)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
+    flush_std_streams()
     owner_pid = os.getpid()
     # The kernel ties "parent death" to the forking thread; only the main thread lives
     # as long as the owner process.
