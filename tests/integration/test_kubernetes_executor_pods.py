@@ -8,6 +8,7 @@ the cluster misbehave on purpose.
 
 from __future__ import annotations
 
+import shlex
 
 import pytest
 from sqlalchemy import update
@@ -385,6 +386,10 @@ def test_new_scheduler_adopts_the_pods_of_a_killed_one(tier, crossdock_home, mon
 
     folder = configure(monkeypatch, crossdock_home, tier.namespace)
     gate = crossdock_home / "gate"
+    # The short task must not end while the first scheduler still loops: that scheduler
+    # would record its success and delete its pod, leaving nothing to finish unwatched.
+    unwatched_gate = crossdock_home / "unwatched-gate"
+    wait_for_unwatched_gate = f"until [ -e {shlex.quote(str(unwatched_gate))} ]; do sleep 0.05; done"
     write_dag(folder, "adopt", f"""
         def wait_for_gate():
             while not os.path.exists({str(gate)!r}):
@@ -393,14 +398,13 @@ def test_new_scheduler_adopts_the_pods_of_a_killed_one(tier, crossdock_home, mon
 
         with DAG("adopt") as dag:
             PythonOperator(task_id="running", python_callable=wait_for_gate)
-            BashOperator(task_id="finishes_unwatched", bash_command="true")
+            BashOperator(task_id="finishes_unwatched", bash_command={wait_for_unwatched_gate!r})
     """)
     parse_and_trigger(folder, "adopt")
     first = make_executor(tier)
     crashed = SchedulerJob(executors=[first], parse_dags=False)
     crashed.start()
-    wait_until(lambda: len(tier.pods()) == 2 and all(p["status"].get("phase") == "Running" or
-                                                     p["status"].get("phase") == "Succeeded" for p in tier.pods()),
+    wait_until(lambda: len(tier.pods()) == 2 and all(p["status"].get("phase") == "Running" for p in tier.pods()),
                step=crashed.loop_once, what="both pods to start")
     crashed.loop_once()
     pods_before = {p["metadata"]["labels"]["task_id"]: p["metadata"]["name"] for p in tier.pods()}
@@ -408,7 +412,9 @@ def test_new_scheduler_adopts_the_pods_of_a_killed_one(tier, crossdock_home, mon
     first._stop_watchers()
     with create_session() as session:
         session.execute(update(Job).where(Job.id == crashed.job_id).values(latest_heartbeat=utcnow().replace(year=2000)))
-    wait_until(lambda: any(p["status"].get("phase") == "Succeeded" for p in tier.pods()),
+    unwatched_gate.touch()
+    wait_until(lambda: [p["metadata"]["name"] for p in tier.pods() if p["status"].get("phase") == "Succeeded"]
+               == [pods_before["finishes_unwatched"]],
                what="the short task to finish while no scheduler watches")
     gate.touch()
 
