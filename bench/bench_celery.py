@@ -4,7 +4,8 @@ Prints, side by side: no-op tasks per second through a bare Celery app, through 
 CeleryExecutor alone (real ``crossdock tasks run`` commands, no scheduler) and through
 the scheduler with the CeleryExecutor (one DAG of N independent no-op tasks); the ratio
 to raw Celery; p50/p95 latency from queued to running; and peak RSS of this process (the
-scheduler) and of the worker processes.
+scheduler) and of the worker processes; CPU per task by process; and, without Celery,
+what a try costs inside a worker's zygote beside the floor of a bare fork from it.
 
     python bench/bench_celery.py                 # 2,000 tasks, Redis broker and backend
     python bench/bench_celery.py --quick         # 200 tasks
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -299,6 +299,62 @@ class CpuMeter:
         return f"CPU ms per task: {shown}  total {sum(parts.values()):.2f}"
 
 
+def fork_floor_main(argv: list[str]) -> None:
+    """Entry point of ``bench_celery.py --fork-floor DAG_FILE N``: what a try costs in a zygote.
+
+    Two figures, each CPU per child with the page faults the child took. First, N no-op
+    tries through a real zygote (the process a Celery pool process forks its tries from),
+    measured from its ``/proc`` times: the worker-side cost of a try without Celery.
+    Second, N children that exit at once, forked by this process after it was prepared as
+    a zygote is (runner imported, the DAG loaded, the heap frozen): the floor any
+    fork-per-try design pays on this machine, whatever the try does.
+    """
+    import socket
+    from multiprocessing.connection import Connection
+
+    from crossdock.models.taskinstancekey import TaskInstanceKey
+    from crossdock.runner.command import task_run_command
+    from crossdock.runner.dag_warmup import warm_dag_file
+    from crossdock.runner.zygote import Zygote
+    from crossdock.runner.zygote_client import ZygoteRunner
+
+    dag_path, forks = argv[0], int(argv[1])
+
+    def command(index: int) -> list[str]:
+        return task_run_command(TaskInstanceKey("bench_noop", f"t{index}", "fork_floor", 1), subdir=dag_path)
+
+    runner = ZygoteRunner()
+    runner.run("warm-up", command(0))  # the zygote loads the DAG file
+    zygote_pid = runner.zygote_pid
+    before = _cpu_of(zygote_pid)[0]
+    for index in range(forks):
+        result = runner.run(index, command(index))
+        if not result.succeeded:
+            raise SystemExit(f"fork floor: a no-op try failed: {result.reason}")
+    try_ms = (_cpu_of(zygote_pid)[0] - before) * 1000 / forks
+    runner.close()
+
+    owner_end, zygote_end = socket.socketpair()
+    Zygote(Connection(zygote_end.detach()))._prepare_process()
+    warm_dag_file(command(0))
+    before, faults = _own_and_children_cpu(), 0
+    for _index in range(forks):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        _pid, _status, usage = os.wait4(pid, 0)
+        faults += usage.ru_minflt
+    bare_ms = (_own_and_children_cpu() - before) * 1000 / forks
+    print(f"  inside the zygote (no Celery): a no-op try {try_ms:.2f} ms CPU; of it, the floor of a fork "
+          f"whose child exits at once: {bare_ms:.2f} ms ({faults / forks:.0f} page faults in the child)",
+          flush=True)
+
+
+def _own_and_children_cpu() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -319,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--raw-worker"]:
         raw_worker_main(argv[1:])
+        return 0
+    if argv[:1] == ["--fork-floor"]:
+        fork_floor_main(argv[1:])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=DEFAULT_TASKS, help="no-op tasks per mode")
@@ -406,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {results['scheduler']['cpu']}", flush=True)
         finally:
             workers.stop()
+        subprocess.run([sys.executable, __file__, "--fork-floor", str(dag_path), str(min(args.tasks, 1000))],
+                       check=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"scheduler (this process) peak RSS {usage.ru_maxrss / 1024:.0f} MiB, "
           f"CPU {usage.ru_utime + usage.ru_stime:.1f} s in all")
