@@ -207,3 +207,37 @@ def test_killed_agent_process_loses_no_outcome(tmp_path) -> None:
         agent.terminate()
         agent.wait(15)
         runtime.stop()
+
+
+def test_agent_relists_after_failing_to_handle_an_event(tmp_path, monkeypatch) -> None:
+    """A pod whose ADDED event the agent could not handle (here: the handler raises once,
+    as when no thread can be started) is still bound and run: the agent relists instead
+    of resuming its watch past the lost event, where the pod would stay Pending."""
+    from crossdock.configuration import conf
+    from crossdock.kubernetes.local_runtime.node_agent import NodeAgent
+
+    monkeypatch.setenv("CROSSDOCK_HOME", str(tmp_path / "home"))
+    conf.reload()
+    runtime = start_local_runtime(state_dir=tmp_path / "runtime", with_agent=False)
+    agent = NodeAgent(api_client=runtime.api_client(), node_name="relist-node", state_dir=tmp_path / "agent")
+    handle_unbound, failures = agent._on_unbound_pod, []
+
+    def fail_first_added(event_type: str, pod: dict) -> None:
+        if event_type == "ADDED" and pod["metadata"]["name"] == "lost-event" and not failures:
+            failures.append(pod["metadata"]["name"])
+            raise RuntimeError("can't start new thread")
+        handle_unbound(event_type, pod)
+
+    agent._on_unbound_pod = fail_first_added
+    agent.start()
+    try:
+        core = client.CoreV1Api(runtime.api_client())
+        core.create_namespaced_pod("default", _pod("lost-event", ["true"]))
+        pod = _wait_phase(core, "lost-event", "Succeeded", "Failed")
+        assert failures == ["lost-event"]
+        assert pod.status.phase == "Succeeded"
+        assert pod.spec.node_name == "relist-node"
+    finally:
+        agent.stop(kill_pods=True)
+        runtime.stop()
+        conf.reload()

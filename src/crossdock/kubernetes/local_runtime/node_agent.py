@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 NODE_IP = "127.0.0.1"
 #: Server-side timeout of each watch request; the loop reconnects from the last version.
 WATCH_TIMEOUT_SECONDS = 300
+#: (connect, read) seconds for one ordinary API call: a stalled connection is retried
+#: instead of holding a pod's worker forever.
+CALL_TIMEOUT_SECONDS = (10, 60)
 RETRY_MIN_SECONDS = 0.1
 RETRY_MAX_SECONDS = 5.0
 #: Back-off before restarting a crashed container (restartPolicy Always/OnFailure), doubling.
@@ -116,6 +119,7 @@ class NodeAgent:
             if self._stop.is_set():
                 raise _Stopped()
             try:
+                kwargs.setdefault("_request_timeout", CALL_TIMEOUT_SECONDS)
                 response = func(*args, _preload_content=False, **kwargs)
                 data = response.data
                 return json.loads(data) if data else {}
@@ -245,8 +249,8 @@ class NodeAgent:
             try:
                 if rv is None:
                     listing = self._call(func, *args, field_selector=selector)
-                    rv = listing["metadata"]["resourceVersion"]
                     on_relist([dict(item, kind="Pod", apiVersion="v1") for item in listing.get("items", [])])
+                    rv = listing["metadata"]["resourceVersion"]  # only once every pod was handed over
                 response = func(*args, field_selector=selector, watch=True, resource_version=rv,
                                 timeout_seconds=WATCH_TIMEOUT_SECONDS, allow_watch_bookmarks=True,
                                 _preload_content=False, _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30))
@@ -265,9 +269,19 @@ class NodeAgent:
                             if obj.get("code") == 410:
                                 rv = None  # compacted away: relist
                             break
-                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
                         if event.get("type") != "BOOKMARK":
-                            on_event(event["type"], obj)
+                            try:
+                                on_event(event["type"], obj)
+                            except Exception:  # noqa: BLE001 - e.g. no thread could start
+                                # Resuming past this event would lose it until the pod
+                                # changes again; a relist hands every pod over anew.
+                                log.exception("node agent: handling %s of pod %s failed; relisting",
+                                              event["type"], (obj.get("metadata") or {}).get("name"))
+                                rv = None
+                                self._stop.wait(delay)
+                                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                                break
+                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
                         delay = RETRY_MIN_SECONDS
                 finally:
                     with self._lock:
