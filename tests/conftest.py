@@ -46,3 +46,27 @@ def postgres_url(monkeypatch):
     database.reset()
     yield POSTGRES_URL
     database.dispose_engine()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request):
+    """Run the test once on SQLite and once on the real PostgreSQL (the two supported databases)."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")
+    else:
+        from crossdock import database
+
+        database.migrate()
+    return request.param
+
+
+@pytest.fixture
+def dags_folder(crossdock_home, monkeypatch):
+    """An empty ``[core] dags_folder`` inside the test's home; modules that need more extend it."""
+    from crossdock.configuration import conf
+
+    folder = crossdock_home / "dags"
+    folder.mkdir()
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
+    conf.reload()
+    return folder

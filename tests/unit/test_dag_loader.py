@@ -21,15 +21,6 @@ def write(folder: Path, name: str, body: str) -> Path:
     return path
 
 
-@pytest.fixture
-def dags_folder(tmp_path, monkeypatch):
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    conf.reload()
-    return folder
-
-
 def test_dags_are_found_in_globals_and_in_unnamed_with_blocks():
     dags = load_dags_from_file(FIXTURES / "two_dags.py")
     assert sorted(dags) == ["anonymous_dag", "named_dag"]

@@ -4,11 +4,8 @@ import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
-from crossdock import database
-from crossdock.configuration import conf
 from crossdock.dag.dag_store import load_serialized_dags, sync_parse_result_to_db
 from crossdock.dag.processor import parse_dag_file, parse_dag_folder
 from crossdock.database import create_session
@@ -21,24 +18,6 @@ DAILY = """\
              max_active_runs=3, tags=['nightly']) as dag:
         BashOperator('t', 'true', retries={retries})
     """
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request):
-    if request.param == "postgres":
-        request.getfixturevalue("postgres_url")
-    else:
-        database.migrate()
-    return request.param
-
-
-@pytest.fixture
-def dags_folder(tmp_path, monkeypatch):
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    conf.reload()
-    return folder
 
 
 def write(folder: Path, name: str, body: str) -> Path:

@@ -16,15 +16,6 @@ from crossdock.models import Base, DagRun, Job, Pool, TaskInstance
 TABLES = {"dag", "serialized_dag", "dag_run", "task_instance", "job", "slot_pool", "import_error"}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request):
-    if request.param == "postgres":
-        request.getfixturevalue("postgres_url")
-    else:
-        database.migrate()
-    return request.param
-
-
 def test_migrations_create_every_table_and_match_the_models(backend):
     names = set(inspect(database.get_engine()).get_table_names())
     assert TABLES <= names

@@ -38,13 +38,9 @@ DAG_SOURCE = """
 
 
 @pytest.fixture
-def dags_folder(crossdock_home, monkeypatch):
-    folder = crossdock_home / "dags"
-    folder.mkdir()
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    conf.reload()
+def dags_folder(dags_folder):
     database.migrate()
-    return folder
+    return dags_folder
 
 
 def run(dag_id, output):

@@ -23,16 +23,13 @@ MAX_LOOPS = 2000
 
 
 @pytest.fixture
-def dags_folder(crossdock_home, monkeypatch):
-    folder = crossdock_home / "dags"
-    folder.mkdir()
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
+def dags_folder(dags_folder, monkeypatch):
     monkeypatch.setenv("CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL", "0")
     monkeypatch.setenv("CROSSDOCK__SCHEDULER__MAX_LOOP_SLEEP", "0.001")
     monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
     conf.reload()
     database.migrate()
-    return folder
+    return dags_folder
 
 
 def parse(folder):

@@ -420,18 +420,7 @@ def run_task(argv: Sequence[str]) -> int:
     ``argv`` is what follows ``crossdock tasks run``. Output of the task (and of every
     process it starts) goes to the try's log file.
     """
-    try:
-        task_try = _parse(argv, test=False)
-    except UsageError as exc:
-        return _report_failure(None, f"bad arguments: {exc}", EXIT_USAGE)
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else EXIT_SUCCESS
-    except ConfigError as exc:
-        return _report_failure(None, str(exc), EXIT_USAGE)
-    try:
-        return _run(task_try, mode="log")
-    except ConfigError as exc:
-        return _report_failure(None, str(exc), EXIT_USAGE)
+    return _parse_and_run(argv, test=False)
 
 
 def run_task_test(argv: Sequence[str]) -> int:
@@ -440,15 +429,20 @@ def run_task_test(argv: Sequence[str]) -> int:
     Output stays on the console, no log file is written, the try number is 1 and the
     run id is ``test__<now>``. Exit codes are those of :func:`run_task`.
     """
+    return _parse_and_run(argv, test=True)
+
+
+def _parse_and_run(argv: Sequence[str], *, test: bool) -> int:
+    """Both commands' way from argv to exit code: a bad command line or configuration exits 2."""
     try:
-        task_try = _parse(argv, test=True)
+        task_try = _parse(argv, test=test)
     except UsageError as exc:
         return _report_failure(None, f"bad arguments: {exc}", EXIT_USAGE)
-    except SystemExit as exc:
+    except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_SUCCESS
     except ConfigError as exc:
         return _report_failure(None, str(exc), EXIT_USAGE)
     try:
-        return _run(task_try, mode="console")
+        return _run(task_try, mode="console" if test else "log")
     except ConfigError as exc:
         return _report_failure(None, str(exc), EXIT_USAGE)
