@@ -11,7 +11,16 @@ import os
 
 import pytest
 
-from service_gates import POSTGRES_URL, require_service  # noqa: E402,F401 - shared with test modules
+from service_gates import POSTGRES_URL, require_service, start_run_services, stop_run_services  # noqa: E402,F401
+
+
+def pytest_sessionstart(session):
+    """The run's own PostgreSQL database and Redis server (see ``service_gates``)."""
+    start_run_services()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    stop_run_services()
 
 
 @pytest.fixture(autouse=True)

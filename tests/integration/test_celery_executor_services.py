@@ -27,7 +27,7 @@ from crossdock.executors.celery_executor import CeleryExecutor
 from crossdock.executors.celery_worker import start_embedded_workers
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.state import TaskInstanceState as S
-from service_gates import POSTGRES_URL, RABBITMQ_URL, REDIS_URL, require_service
+from service_gates import POSTGRES_URL, RABBITMQ_URL, REDIS_PORT, REDIS_URL, require_service
 
 #: Upper bound for waits on real processes; tests end as soon as the awaited thing happens.
 WAIT_LIMIT = 60.0
@@ -332,7 +332,7 @@ class TcpProxy:
 def test_broker_down_publish_retries_then_fails_and_flows_again_when_back(monkeypatch, dag_file,
                                                                             workers_started):
     require_service("redis")
-    proxy = TcpProxy(("127.0.0.1", 6379))
+    proxy = TcpProxy(("127.0.0.1", REDIS_PORT))
     proxy.start()
     queue = configure(monkeypatch, broker=REDIS_BROKER, backend=REDIS_BACKEND)
     workers_started(queue)  # the workers reach Redis directly; only the scheduler's path breaks
