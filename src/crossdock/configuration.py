@@ -94,6 +94,9 @@ DEFAULTS: dict[str, dict[str, Option]] = {
                                        "Seconds between checks for triggered DAG runs."),
         "orphaned_tasks_check_interval": _opt(300.0, "float",
                                               "Seconds between checks for tasks of dead schedulers."),
+        "standby_takeover_seconds": _opt(10.0, "float",
+                                         "Most seconds from the active scheduler's death to a standby "
+                                         "being active (its lease times out in 60 % of it)."),
     },
     "logging": {
         "base_log_folder": _opt("{CROSSDOCK_HOME}/logs", "str", "Root folder of task logs."),

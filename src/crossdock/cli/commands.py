@@ -72,6 +72,16 @@ CONFIG = GroupCommand("config", "Read the configuration", [
                                          "help": "print a commented default config file instead"})]),
 ])
 
+JOBS = GroupCommand("jobs", "Scheduler jobs: which is active, which are hot standbys", [
+    ActionCommand("list", "List scheduler jobs with their role (active / standby)",
+                  lazy("crossdock.cli.jobs_command.list_jobs"),
+                  [Arg(("--running",), {"action": "store_true", "help": "only jobs not yet ended"}), OUTPUT]),
+    ActionCommand("check", "Exit 0 only if an alive scheduler job exists (a liveness probe)",
+                  lazy("crossdock.cli.jobs_command.check"),
+                  [Arg(("--hostname",), {"help": "only jobs on this host"}),
+                   Arg(("--active",), {"action": "store_true", "help": "only the job holding the lease"})]),
+])
+
 SCHEDULER = ActionCommand("scheduler", "Run the scheduler (the executor runs inside it)",
                           lazy("crossdock.cli.scheduler_command.scheduler"), [
                               Arg(("-n", "--num-runs"), {"type": int, "default": None,
@@ -91,4 +101,4 @@ DEMO = ActionCommand("demo", "Run the example DAGs end to end and print a summar
 
 VERSION = ActionCommand("version", "Print crossdock's version", lazy("crossdock.cli.version_command.version"))
 
-COMMANDS = [DB, DAGS, TASKS, CONFIG, SCHEDULER, STANDALONE, DEMO, VERSION]
+COMMANDS = [DB, DAGS, TASKS, CONFIG, JOBS, SCHEDULER, STANDALONE, DEMO, VERSION]

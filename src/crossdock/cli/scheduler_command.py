@@ -22,6 +22,11 @@ def build_scheduler(**kwargs):
 
 
 def scheduler(args) -> int:
-    job = build_scheduler()
-    job.run(handle_signals=True, max_loops=args.num_runs)
-    return 0
+    """Run as the active scheduler or a hot standby; a scheduler that loses the lease (it was
+    paused or cut off while a standby took over) becomes a standby again with a new job."""
+    while True:
+        job = build_scheduler()
+        job.run(handle_signals=True, max_loops=args.num_runs)
+        if not job.lost_leadership or job.stop_requested:
+            return 0
+        log.warning("scheduler job %s lost the lease; starting again as a standby", job.job_id)

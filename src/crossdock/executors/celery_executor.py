@@ -135,7 +135,10 @@ class CeleryExecutor(BaseExecutor):
             return None
         task_id = self._assigned_ids.get(key)
         if task_id is None:
-            task_id = self._assigned_ids[key] = str(uuid.uuid4())
+            # The scheduler names each try before it is sent (and records the name first),
+            # so a scheduler that takes over adopts a try sent just before a crash by it.
+            preassigned = getattr(self.queued_tasks[key][3], "external_executor_id", None)
+            task_id = self._assigned_ids[key] = preassigned or str(uuid.uuid4())
             # Before publishing: the scheduler records the id as external_executor_id.
             self.queued(key, info=task_id)
         queue = queue or self.default_queue

@@ -18,6 +18,7 @@ _LAZY = {
     "DagImportError": "crossdock.models.import_error",
     "Job": "crossdock.models.job",
     "Pool": "crossdock.models.pool",
+    "SchedulerLease": "crossdock.models.scheduler_lease",
     "DEFAULT_POOL_NAME": "crossdock.models.pool",
     "TaskInstance": "crossdock.models.taskinstance",
     "TaskInstanceKey": "crossdock.models.taskinstancekey",

@@ -25,6 +25,8 @@ import signal
 import socket
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
@@ -42,6 +44,7 @@ from crossdock.runner.command import task_run_command
 from crossdock.scheduler import trigger_rules
 from crossdock.scheduler.active_run import ActiveRun
 from crossdock.scheduler.dag_runs import SCHEDULED, run_id_for
+from crossdock.scheduler.leadership import LeadershipLost, SchedulerLease
 from crossdock.scheduler.limits import SlotLimits
 from crossdock.scheduler.timetable import ONCE, next_data_interval
 from crossdock.state import DagRunState, FINISHED_STATES
@@ -54,6 +57,8 @@ JOB_TYPE = "SchedulerJob"
 HOUSEKEEPING_INTERVAL = 1.0
 #: How often (seconds) pool sizes are re-read.
 POOL_REFRESH_INTERVAL = 10.0
+#: How often (seconds) a standby looks at the lease.
+STANDBY_POLL_INTERVAL = 0.5
 #: Columns of a task instance the scheduler changes and flushes.
 TI_FLUSH_COLUMNS = (
     "state", "try_number", "max_tries", "executor", "external_executor_id", "queued_by_job_id",
@@ -87,6 +92,9 @@ class SchedulerJob:
         self.parse_dags = parse_dags
         self.dags_folder = dags_folder or conf.getstr("core", "dags_folder")
         self.job_id: int | None = None
+        self.lease: SchedulerLease | None = None
+        #: True once another scheduler took the lease from this one; it wrote nothing since.
+        self.lost_leadership = False
         self.hostname = conf.getstr("core", "hostname") or socket.getfqdn()
 
         self.runs: dict[int, ActiveRun] = {}
@@ -108,10 +116,10 @@ class SchedulerJob:
         self._task_queued_timeout = conf.getfloat("scheduler", "task_queued_timeout")
         self._stuck_retries = conf.getint("scheduler", "num_stuck_in_queued_retries")
         self._heartbeat_every = conf.getfloat("scheduler", "scheduler_heartbeat_sec")
-        self._health_threshold = conf.getfloat("scheduler", "scheduler_health_check_threshold")
         self._poll_every = conf.getfloat("scheduler", "new_runs_poll_interval")
         self._parse_every = conf.getfloat("scheduler", "dag_dir_list_interval")
         self._orphan_every = conf.getfloat("scheduler", "orphaned_tasks_check_interval")
+        self._takeover_seconds = conf.getfloat("scheduler", "standby_takeover_seconds")
         self._min_sleep = conf.getfloat("scheduler", "min_loop_sleep")
         self._max_sleep = conf.getfloat("scheduler", "max_loop_sleep")
 
@@ -151,8 +159,16 @@ class SchedulerJob:
         """Ask the loop to finish its step and shut down (safe from a signal handler)."""
         self._stop.set()
 
-    def start(self) -> None:
-        """Register the job, start executors, parse DAGs, load active runs, adopt orphans."""
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self) -> bool:
+        """Register the job, wait as a standby for the lease, then start executors, parse DAGs,
+        load active runs and adopt the tries of the schedulers before this one.
+
+        Returns False when :meth:`stop` was called while still a standby.
+        """
         with create_session() as session:
             now = utcnow()
             job = Job(job_type=JOB_TYPE, state="running", hostname=self.hostname, pid=os.getpid(),
@@ -161,6 +177,9 @@ class SchedulerJob:
             session.add(job)
             session.flush()
             self.job_id = job.id
+        self.lease = SchedulerLease(job_id=self.job_id, takeover_seconds=self._takeover_seconds)
+        if not self._wait_for_lease():
+            return False
         for executor in self.executors:
             executor.job_id = self.job_id
             executor.start()
@@ -174,8 +193,44 @@ class SchedulerJob:
         if self.parse_dags and self._parse_every > 0:
             self._parser = threading.Thread(target=self._parse_forever, name="dag-parser", daemon=True)
             self._parser.start()
-        log.info("scheduler job %s started with %s", self.job_id,
+        log.info("scheduler job %s active with %s", self.job_id,
                  ", ".join(type(e).__name__ for e in self.executors))
+        return True
+
+    # ------------------------------------------------------------------ leadership
+    def _wait_for_lease(self) -> bool:
+        """Be a hot standby until the lease is this job's; False if stopped first."""
+        announced = False
+        last_heartbeat = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                with create_session() as session:
+                    if self.lease.try_acquire(session):
+                        return True
+            except SQLAlchemyError as exc:
+                log.error("standby could not read the scheduler lease: %s", describe_db_error(exc))
+            if not announced:
+                announced = True
+                log.info("scheduler job %s is a standby: another scheduler holds the lease", self.job_id)
+            if time.monotonic() - last_heartbeat >= self._heartbeat_every:
+                last_heartbeat = time.monotonic()
+                self._heartbeat_job()
+            self._stop.wait(min(STANDBY_POLL_INTERVAL, self.lease.timeout / 4))
+        return False
+
+    def _ensure_leader(self) -> None:
+        """Renew the lease when due, so nothing is sent or written on an expired one."""
+        if self.lease.held and not self.lease.renewal_due:
+            return
+        with create_session() as session:
+            self.lease.fence(session)
+
+    @contextmanager
+    def _fenced_session(self):
+        """A transaction that writes only while this job holds the lease (checked inside it)."""
+        with create_session() as session:
+            self.lease.fence(session)
+            yield session
 
     # ------------------------------------------------------------------ the loop
     def run(self, *, stop_when: Callable[["SchedulerJob"], bool] | None = None,
@@ -183,7 +238,9 @@ class SchedulerJob:
         """Run until :meth:`stop`, ``stop_when(self)`` is true, or ``max_loops`` steps."""
         if handle_signals:
             self._install_signal_handlers()
-        self.start()
+        if not self.start():
+            self._close_job("success")
+            return
         clean = False
         try:
             while not self._stop.is_set():
@@ -197,12 +254,16 @@ class SchedulerJob:
                 if not changed:
                     self._idle_wait()
             clean = True
+        except LeadershipLost as exc:
+            self.lost_leadership = True
+            log.error("%s; stepping down without writing", exc)
         finally:
             self.shutdown(clean=clean)
 
     def loop_once(self) -> int:
         """One step of the loop; returns how many things changed."""
         self.loop_count += 1
+        self._ensure_leader()
         now = utcnow()
         mono = time.monotonic()
         changed = 0
@@ -222,7 +283,13 @@ class SchedulerJob:
             changed += self._guard(self._adopt_or_reset_orphans)
         changed += self._release_due_retries(now)
         changed += self._check_dependencies()
-        changed += self._queue_ready_tasks(now)
+        queued = self._queue_ready_tasks(now)
+        changed += queued
+        if queued:
+            # The queued tries are in the database before any executor sends one, so the
+            # scheduler that takes over after a crash knows every try that may be out.
+            self._flush()
+        self._ensure_leader()
         for executor in self.executors:
             self._guard(executor.heartbeat)
         changed += self._process_events()
@@ -237,6 +304,8 @@ class SchedulerJob:
         """Run one step; an error is logged and the loop goes on."""
         try:
             return step() or 0
+        except LeadershipLost:
+            raise
         except SQLAlchemyError as exc:
             log.error("database error in scheduler step %s: %s", getattr(step, "__name__", step),
                       describe_db_error(exc))
@@ -269,16 +338,36 @@ class SchedulerJob:
         signal.signal(signal.SIGINT, handler)
 
     def shutdown(self, *, clean: bool = True) -> None:
-        """End the executors (waiting for their tasks), record outcomes, close the job."""
+        """End the executors, record outcomes, give up the lease, close the job.
+
+        A scheduler that lost the lease records nothing: its tries belong to the new
+        active scheduler, which adopts them and records their outcomes.
+        """
         for executor in self.executors:
-            self._guard(executor.end)
-            self._process_events()
-        self._finish_runs()
-        self._guard(self._flush)
+            self._guard_shutdown(executor.end)
+            if not self.lost_leadership:
+                self._guard_shutdown(self._process_events)
+        if not self.lost_leadership:
+            self._finish_runs()
+            self._guard_shutdown(self._flush)
+            self._guard_shutdown(self._release_lease)
+        self._close_job("success" if clean and not self.lost_leadership else "failed")
+
+    def _guard_shutdown(self, step: Callable[[], object]) -> None:
+        try:
+            self._guard(step)
+        except LeadershipLost as exc:
+            self.lost_leadership = True
+            log.error("%s while shutting down; the active scheduler records what is left", exc)
+
+    def _release_lease(self) -> None:
+        with create_session() as session:
+            self.lease.release(session)
+
+    def _close_job(self, state: str) -> None:
         try:
             with create_session() as session:
-                session.execute(update(Job).where(Job.id == self.job_id).values(
-                    state="success" if clean else "failed", end_date=utcnow()))
+                session.execute(update(Job).where(Job.id == self.job_id).values(state=state, end_date=utcnow()))
         except SQLAlchemyError as exc:
             log.error("could not close job %s: %s", self.job_id, describe_db_error(exc))
 
@@ -337,6 +426,8 @@ class SchedulerJob:
                 run_id = run_id_for(SCHEDULED, interval.start)
                 exists = session.scalar(select(DagRun.id).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
                 if exists is None:
+                    if not created:
+                        self.lease.fence(session)
                     session.add(DagRun(dag_id=dag.dag_id, run_id=run_id, run_type=SCHEDULED,
                                        logical_date=interval.start, data_interval_start=interval.start,
                                        data_interval_end=interval.end, state=DagRunState.QUEUED.value,
@@ -351,7 +442,7 @@ class SchedulerJob:
 
     def _load_active_runs(self) -> None:
         """At start: every queued/running run and its task instances, into memory."""
-        with create_session() as session:
+        with self._fenced_session() as session:
             runs = list(session.scalars(select(DagRun).where(DagRun.state == DagRunState.RUNNING.value)))
             for dag_run in runs:
                 tis = session.scalars(select(TaskInstance).where(
@@ -360,12 +451,13 @@ class SchedulerJob:
         self._load_new_runs()
 
     def _load_new_runs(self) -> int:
-        """Queued runs → running, within each DAG's max_active_runs (one query)."""
+        """Queued runs → running, within each DAG's max_active_runs (one query when there are none)."""
         with create_session() as session:
+            if session.scalar(select(DagRun.id).where(DagRun.state == DagRunState.QUEUED.value).limit(1)) is None:
+                return 0
+        with self._fenced_session() as session:
             queued = list(session.scalars(select(DagRun).where(DagRun.state == DagRunState.QUEUED.value)
                                           .order_by(DagRun.queued_at, DagRun.id)))
-            if not queued:
-                return 0
             active_by_dag: dict[str, int] = {}
             for run in self.runs.values():
                 active_by_dag[run.dag_id] = active_by_dag.get(run.dag_id, 0) + 1
@@ -581,7 +673,8 @@ class SchedulerJob:
 
     def _send_to_executor(self, run: ActiveRun, ti: TaskInstance, executor: BaseExecutor, now: datetime) -> None:
         self._set_state(run, ti, S.QUEUED, try_number=ti.try_number + 1, queued_dttm=now,
-                        queued_by_job_id=self.job_id, external_executor_id=None, hostname=None, pid=None,
+                        queued_by_job_id=self.job_id, external_executor_id=str(uuid.uuid4()),
+                        hostname=None, pid=None,
                         start_date=None, end_date=None, duration=None, failure_reason=None,
                         executor=ti.executor or executor.executor_name_for(ti))
         command = task_run_command(ti.key, subdir=run.dag.subdir)
@@ -686,27 +779,18 @@ class SchedulerJob:
         executor.running.discard(ti.key)
 
     def _adopt_or_reset_orphans(self) -> int:
-        """Task instances queued/running for a scheduler that is gone: adopt them or start them over."""
+        """Tries queued or running for an earlier scheduler: adopt them or start them over.
+
+        Only the lease holder queues tries, so once this job holds the lease every try of
+        another job belongs to a scheduler that can no longer write (dead, or paused and
+        fenced out), whatever its heartbeat says: there is nothing to wait for.
+        """
         self._next_orphan_check = time.monotonic() + self._orphan_every
-        dead_before = utcnow() - timedelta(seconds=self._health_threshold)
         orphans: list[tuple[ActiveRun, TaskInstance]] = []
-        with create_session() as session:
-            live = set(session.scalars(select(Job.id).where(
-                Job.state == "running", Job.latest_heartbeat >= dead_before)))
-        live.add(self.job_id)
-        owned_by_others = False
         for run in self.runs.values():
             for ti in run.tis.values():
                 if ti.state in (S.QUEUED, S.RUNNING) and ti.queued_by_job_id != self.job_id:
-                    if ti.queued_by_job_id in live:
-                        owned_by_others = True
-                    else:
-                        orphans.append((run, ti))
-        if owned_by_others:
-            # Another job that looked alive may just have died (a restart right after a
-            # crash): look again as soon as its heartbeat could have gone stale.
-            self._next_orphan_check = min(self._next_orphan_check,
-                                          time.monotonic() + self._health_threshold + 1)
+                    orphans.append((run, ti))
         if not orphans:
             return 0
         by_executor: dict[int, tuple[BaseExecutor, list[tuple[ActiveRun, TaskInstance]]]] = {}
@@ -762,7 +846,7 @@ class SchedulerJob:
             row = {column: getattr(run.dag_run, column) for column in RUN_FLUSH_COLUMNS}
             row["id"] = run.dag_run.id
             run_rows.append(row)
-        with create_session() as session:
+        with self._fenced_session() as session:
             if ti_rows:
                 session.execute(update(TaskInstance), ti_rows)
             if run_rows:

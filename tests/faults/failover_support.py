@@ -1,0 +1,142 @@
+"""A ledger DAG and a set of scheduler processes a fault test can kill, pause and restart.
+
+Every task appends ``task_id try_number`` to a ledger file when it has done its work;
+the ledger, not the scheduler's records, proves each task ran to success once.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from process_helpers import process_gone, wait_for
+
+LEDGER_DAG = """
+    import os, time
+    from crossdock import DAG, PythonOperator
+
+    LEDGER = {ledger!r}
+
+    def work(**context):
+        time.sleep({seconds})
+        line = f"{{context['ti'].task_id}} {{context['ti'].try_number}}\\n"
+        fd = os.open(LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    with DAG({dag_id!r}, max_active_tasks={width}) as dag:
+        previous = []
+        for layer in range({layers}):
+            current = [PythonOperator(task_id=f"t{{layer:02d}}_{{i:02d}}", python_callable=work)
+                       for i in range({width})]
+            for upstream in previous:
+                upstream >> current
+            previous = current
+"""
+
+
+def write_ledger_dag(folder: Path, *, dag_id: str, ledger: Path, layers: int, width: int,
+                     seconds: float) -> list[str]:
+    """A DAG of ``layers`` x ``width`` tasks, each layer after the whole previous one."""
+    (folder / f"{dag_id}.py").write_text(textwrap.dedent(LEDGER_DAG.format(
+        ledger=str(ledger), seconds=seconds, dag_id=dag_id, layers=layers, width=width)))
+    return [f"t{layer:02d}_{i:02d}" for layer in range(layers) for i in range(width)]
+
+
+def ledger_counts(ledger: Path) -> collections.Counter:
+    if not ledger.exists():
+        return collections.Counter()
+    return collections.Counter(line.split()[0] for line in ledger.read_text().splitlines() if line.strip())
+
+
+def crossdock(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "crossdock.cli.main", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+class SchedulerFleet:
+    """``crossdock scheduler`` processes on one metadata database, each with its own log file."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        self.env = env
+        self.log_dir = log_dir
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> subprocess.Popen:
+        log = open(self.log_dir / f"scheduler-{len(self.processes)}.log", "wb")
+        process = subprocess.Popen([sys.executable, "-m", "crossdock.cli.main", "scheduler"], env=self.env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def alive(self) -> list[subprocess.Popen]:
+        return [p for p in self.processes if p.poll() is None]
+
+    def stop_all(self) -> None:
+        for process in self.alive():
+            os.kill(process.pid, signal.SIGCONT)
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+                         for path in sorted(self.log_dir.glob("scheduler-*.log")))
+
+
+def active_scheduler(env: dict[str, str]) -> dict | None:
+    """The job row ``crossdock jobs list`` shows as active, or None."""
+    result = crossdock(env, "jobs", "list", "--running", "-o", "json")
+    if result.returncode != 0:
+        return None
+    active = [row for row in json.loads(result.stdout) if row["role"] == "active"]
+    return active[0] if active else None
+
+
+def wait_for_new_active(env: dict[str, str], *, previous_id: int | None, limit: float) -> dict | None:
+    found: list[dict] = []
+
+    def changed() -> bool:
+        row = active_scheduler(env)
+        if row is not None and row["id"] != previous_id:
+            found.append(row)
+            return True
+        return False
+
+    wait_for(changed, limit=limit)
+    return found[-1] if found else None
+
+
+def kill_hard(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: process_gone(pid), limit=10)
+
+
+def run_state(env: dict[str, str], dag_id: str, run_id: str) -> str:
+    result = crossdock(env, "dags", "state", dag_id, run_id)
+    return result.stdout.strip().splitlines()[-1] if result.returncode == 0 and result.stdout.strip() else ""
+
+
+def wait_for_run_end(env: dict[str, str], dag_id: str, run_id: str, *, limit: float) -> str:
+    deadline = time.monotonic() + limit
+    state = ""
+    while time.monotonic() < deadline:
+        state = run_state(env, dag_id, run_id)
+        if state in ("success", "failed"):
+            return state
+        time.sleep(0.5)
+    return state
