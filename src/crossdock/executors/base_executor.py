@@ -238,6 +238,15 @@ class BaseExecutor:
             self.log.info("  event: %s -> %s", key, event)
 
     # -- non-contract helpers --------------------------------------------------------
+    def new_external_id(self, ti: "TaskInstance") -> str | None:
+        """A name for the try chosen before it is sent, where the engine lets the sender choose.
+
+        The scheduler records it before the executor sends the try, so a scheduler that
+        takes over after a crash can adopt a try sent just before it. None: the executor
+        reports its own id once the try exists (a pod name, a pid).
+        """
+        return None
+
     def executor_name_for(self, ti: "TaskInstance") -> str:
         """The name recorded on a task instance this executor runs (a hybrid names its child)."""
         return self.name or type(self).__name__

@@ -95,6 +95,10 @@ class CeleryExecutor(BaseExecutor):
                 if self.tasks:
                     time.sleep(END_POLL_INTERVAL)
 
+    def new_external_id(self, ti: "TaskInstance") -> str | None:
+        """Celery lets the sender choose the task id: the try's name is known before it is sent."""
+        return str(uuid.uuid4())
+
     def terminate(self) -> None:
         """Leave running tasks to their workers, as Airflow does.
 

@@ -93,6 +93,9 @@ class CeleryKubernetesExecutor(BaseExecutor):
     def executor_name_for(self, ti: "TaskInstance") -> str:
         return self._router(ti).executor_name_for(ti)
 
+    def new_external_id(self, ti: "TaskInstance") -> str | None:
+        return self._router(ti).new_external_id(ti)
+
     # -- the merged view ---------------------------------------------------------------
     @property
     def queued_tasks(self) -> dict[TaskInstanceKey, Any]:

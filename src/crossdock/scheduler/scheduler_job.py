@@ -25,7 +25,6 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
@@ -673,7 +672,7 @@ class SchedulerJob:
 
     def _send_to_executor(self, run: ActiveRun, ti: TaskInstance, executor: BaseExecutor, now: datetime) -> None:
         self._set_state(run, ti, S.QUEUED, try_number=ti.try_number + 1, queued_dttm=now,
-                        queued_by_job_id=self.job_id, external_executor_id=str(uuid.uuid4()),
+                        queued_by_job_id=self.job_id, external_executor_id=executor.new_external_id(ti),
                         hostname=None, pid=None,
                         start_date=None, end_date=None, duration=None, failure_reason=None,
                         executor=ti.executor or executor.executor_name_for(ti))
