@@ -68,3 +68,65 @@ def proc_table():
         fields = stat[stat.rfind(b")") + 2:].split()
         if len(fields) >= 20:
             yield int(entry), int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` in the process tree, from one /proc scan (Linux).
+
+    Processes that left the tree (a double fork, a parent that died and had them
+    re-parented to init) are not found: take the snapshot while the tree is whole.
+    """
+    children: dict[int, list[int]] = {}
+    for child, parent, _pgid, _start in proc_table():
+        children.setdefault(parent, []).append(child)
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        for child in children.get(pending.pop(), ()):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+#: ``prctl`` option that asks the kernel for a signal when the parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+#: Exit code of a child whose parent was gone before it could tie itself to it.
+EXIT_PARENT_GONE = 129
+
+
+def _libc_prctl():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+def exit_with_parent(signum: int = 9):
+    """A ``preexec_fn`` that makes the child get ``signum`` (default SIGKILL) when this process dies.
+
+    It is what keeps a helper process (an embedded Celery worker, say) from outliving its
+    starter, however the starter ends — SIGKILL included, when no cleanup code runs. The
+    kernel ties the signal to the *thread* that forked the child, so a child started from
+    any thread but the main one is not tied (``None`` is returned: the thread may end
+    long before the process). Right after ``prctl`` the child checks that its parent is
+    still the starter: one that died in between would never send the signal.
+    Returns ``None`` where ``prctl`` does not exist (not Linux).
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = _libc_prctl()  # looked up here: the child must not load libraries between fork and exec
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def tie_to_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(EXIT_PARENT_GONE)
+
+    return tie_to_parent

@@ -59,7 +59,7 @@ class EmbeddedServices(AbstractContextManager):
         # One machine: more pool processes than cores only adds start-up time and memory.
         concurrency = min(conf.getint("celery", "worker_concurrency"), max(2, os.cpu_count() or 2))
         workers = start_embedded_workers(queues=queues, concurrency=concurrency)
-        self._stoppers.append(("celery workers", workers))
+        self._stoppers.append(("celery workers", IdleAwareWorkerStop(workers, queues)))
         self._descriptions.append(f"celery worker ({concurrency} processes) consuming {', '.join(queues)}")
 
     def _start_pod_runtime(self) -> None:
@@ -80,6 +80,53 @@ class EmbeddedServices(AbstractContextManager):
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+#: Seconds each control request to an embedded worker waits for its reply.
+CONTROL_REPLY_TIMEOUT = 1.0
+
+
+class IdleAwareWorkerStop:
+    """Stops the embedded workers at once when they run nothing, with a warm shutdown when they do.
+
+    A warm shutdown (SIGTERM) of a worker on a polling broker such as the serverless
+    filesystem one costs seconds even when idle: Celery's blocking consumer loop finishes
+    its 2 s ``drain_events`` wait and then runs one more, the pool's and timer's threads
+    are joined on 1 s ticks, and so on (about 7 s measured). So the worker is first asked
+    to stop consuming its queues and then whether it holds any task (active or reserved);
+    replies come in the order the requests were made, so no message can slip in between.
+    An idle worker is killed outright, its pool processes and zygotes dying with it; a
+    busy or silent one gets the warm shutdown, which lets running tries finish.
+    """
+
+    def __init__(self, workers, queues: list[str]) -> None:
+        self.workers = workers
+        self.queues = list(queues)
+
+    def stop(self) -> None:
+        if self.workers.alive() and self._idle():
+            self.workers.kill()
+        self.workers.stop()  # reaps, kills any straggler, removes the pid and ready files
+
+    def _idle(self) -> bool:
+        try:
+            from crossdock.executors.celery_app import get_celery_app
+
+            control = get_celery_app().control
+            for hostname in self.workers.hostnames:
+                for queue in self.queues:
+                    if not control.cancel_consumer(queue, destination=[hostname], reply=True,
+                                                   timeout=CONTROL_REPLY_TIMEOUT, limit=1):
+                        return False
+                inspect = control.inspect(destination=[hostname], timeout=CONTROL_REPLY_TIMEOUT, limit=1)
+                for held in (inspect.active(), inspect.reserved()):
+                    if held is None or any(held.values()):
+                        return False
+        except Exception:  # noqa: BLE001 - when in doubt, the warm shutdown is the safe way
+            log.warning("could not tell whether the embedded workers are idle; stopping them warm",
+                        exc_info=True)
+            return False
+        return True
 
 
 def embedded_worker_queues() -> list[str]:

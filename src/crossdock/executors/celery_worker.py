@@ -254,6 +254,8 @@ def start_embedded_workers(*, queues: list[str], concurrency: int, count: int = 
     """
     if not queues:
         raise ValueError("start_embedded_workers needs at least one queue")
+    from crossdock import processes as process_control
+
     state_dir = Path(tempfile.mkdtemp(prefix="crossdock-workers-"))
     processes, hostnames, ready_files, pid_files = [], [], [], []
     child_env = {**os.environ, **(env or {})}
@@ -265,7 +267,10 @@ def start_embedded_workers(*, queues: list[str], concurrency: int, count: int = 
                 "-q", ",".join(queues), "-c", str(concurrency), "-H", hostname,
                 "--pid", str(pid_file), "--ready-file", str(ready_file), "-l", loglevel,
                 "--without-mingle", "--without-gossip", "--skip-serve-logs"]
-        processes.append(subprocess.Popen(argv, env=child_env, start_new_session=True))
+        # Tied to this process: a starter killed outright (SIGKILL) takes its workers along,
+        # and their pool processes and zygotes follow them.
+        processes.append(subprocess.Popen(argv, env=child_env, start_new_session=True,
+                                          preexec_fn=process_control.exit_with_parent()))
         hostnames.append(hostname.replace("%h", _node_host()))
         ready_files.append(ready_file)
         pid_files.append(pid_file)

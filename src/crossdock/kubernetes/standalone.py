@@ -28,15 +28,19 @@ def start_runtime_unless_configured():
     """Start the local runtime and point the KubernetesExecutor at it; None when a cluster is configured.
 
     The settings go into the environment (not just this process's config) so that every
-    process started from here — Celery workers, pods — sees the same.
+    process started from here — Celery workers, pods — sees the same. The runtime lives
+    inside this process, and so do its pods: they are stopped when this process ends,
+    however it ends (a SIGKILL included), instead of outliving it as an agent's pods do.
     """
     if cluster_is_configured():
         return None
     from pathlib import Path
 
+    from crossdock.kubernetes.local_runtime.container import tie_pods_to_this_process
     from crossdock.kubernetes.local_runtime.runtime import start_local_runtime
     from crossdock.kubernetes.local_runtime.settings import SECTION
 
+    tie_pods_to_this_process()
     runtime = start_local_runtime(state_dir=Path(conf.getstr(SECTION, "state_dir")))
     os.environ[CONFIG_FILE_ENV] = str(runtime.kubeconfig_path)
     os.environ[SHARE_ENV] = "True"

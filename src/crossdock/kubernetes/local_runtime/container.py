@@ -45,6 +45,42 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+#: Read end of this process's lifeline pipe once pods are tied to it (see below).
+_lifeline: list[int] = []
+
+
+def tie_pods_to_this_process() -> None:
+    """From now on, every pod's shim started here stops its pod when this process ends, however it ends.
+
+    A shim outlives the node agent on purpose (a restarted agent adopts the pod), which
+    is right for an agent run as its own service but wrong for ``crossdock standalone``:
+    there the runtime lives inside the command, and a killed command must leave no pod
+    running. Each shim gets the read end of a pipe whose write end only this process
+    holds (children that fork without exec close it), so the kernel closes it when the
+    process dies — SIGKILL included — and the shim sees end-of-file and stops its pod.
+    """
+    if _lifeline:
+        return
+    read_end, write_end = os.pipe()
+    os.register_at_fork(after_in_child=lambda: _close_quietly(write_end))
+    _lifeline.append(read_end)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _shim_argv(target: str) -> tuple[list[str], tuple[int, ...]]:
+    """The shim's command line for a pod folder (or ``-``), and the fds it must inherit."""
+    argv = [sys.executable, "-I", "-S", SHIM_PATH, target]
+    if not _lifeline:
+        return argv, ()
+    return [*argv, str(_lifeline[0])], (_lifeline[0],)
+
+
 class ShimPool:
     """Shim interpreters started ahead of need, so a pod's start costs a pipe write, not a Python start-up.
 
@@ -58,9 +94,9 @@ class ShimPool:
         self._ready: list[subprocess.Popen[bytes]] = []
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-I", "-S", SHIM_PATH, "-"], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True)
+        argv, lifeline = _shim_argv("-")
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True, pass_fds=lifeline)
 
     def fill(self) -> None:
         with self._lock:
@@ -139,9 +175,9 @@ class Container:
             return
         errors = open(self.dir / "shim.err", "ab")
         try:
-            self._shim = subprocess.Popen([sys.executable, "-I", "-S", SHIM_PATH, str(self.dir)],
-                                          stdin=subprocess.DEVNULL, stdout=errors, stderr=errors,
-                                          start_new_session=True, close_fds=True)
+            argv, lifeline = _shim_argv(str(self.dir))
+            self._shim = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=errors, stderr=errors,
+                                          start_new_session=True, close_fds=True, pass_fds=lifeline)
         finally:
             errors.close()
         (self.dir / "shim.pid").write_text(str(self._shim.pid), encoding="utf-8")

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -70,7 +71,35 @@ def group_rss_bytes(pgid: int) -> int:
     return rss_bytes(group_members(pgid))
 
 
-def main(pod_dir: str) -> int:
+#: Seconds a pod gets between SIGTERM and SIGKILL when the process it is tied to dies.
+LIFELINE_GRACE_SECONDS = 2.0
+
+
+def stop_group_when_lifeline_ends(lifeline_fd: int, pgid: int) -> None:
+    """Block until the lifeline pipe reaches end-of-file (its owner died), then stop the group.
+
+    SIGTERM first, so the task can stop what it started itself, SIGKILL after a short grace.
+    """
+    try:
+        while os.read(lifeline_fd, 512):
+            pass
+    except OSError:
+        pass
+    for signum, pause in ((signal.SIGTERM, LIFELINE_GRACE_SECONDS), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pgid, signum)
+        except OSError:
+            return
+        deadline = time.monotonic() + pause
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except OSError:
+                return
+            time.sleep(0.05)
+
+
+def main(pod_dir: str, lifeline_fd: int | None = None) -> int:
     with open(os.path.join(pod_dir, "plan.json"), encoding="utf-8") as handle:
         plan = json.load(handle)
     result_path = os.path.join(pod_dir, "result.json")
@@ -107,6 +136,8 @@ def main(pod_dir: str) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    if lifeline_fd is not None:  # tied to the process that started us (``crossdock standalone``)
+        threading.Thread(target=stop_group_when_lifeline_ends, args=(lifeline_fd, child.pid), daemon=True).start()
     limit = plan.get("memory_limit_bytes")
     oom = False
     if limit:
@@ -147,4 +178,4 @@ if __name__ == "__main__":
         if not target:
             sys.exit(0)
         sys.stdin.close()
-    sys.exit(main(target))
+    sys.exit(main(target, int(sys.argv[2]) if len(sys.argv) > 2 else None))
