@@ -94,6 +94,7 @@ class SchedulerJob:
         self.lease: SchedulerLease | None = None
         #: True once another scheduler took the lease from this one; it wrote nothing since.
         self.lost_leadership = False
+        self._sends_outlive_this_process = False
         self.hostname = conf.getstr("core", "hostname") or socket.getfqdn()
 
         self.runs: dict[int, ActiveRun] = {}
@@ -282,11 +283,12 @@ class SchedulerJob:
             changed += self._guard(self._adopt_or_reset_orphans)
         changed += self._release_due_retries(now)
         changed += self._check_dependencies()
-        queued = self._queue_ready_tasks(now)
-        changed += queued
-        if queued:
-            # The queued tries are in the database before any executor sends one, so the
-            # scheduler that takes over after a crash knows every try that may be out.
+        changed += self._queue_ready_tasks(now)
+        if self._sends_outlive_this_process:
+            # Tries bound for workers or pods are in the database before any is sent, so
+            # the scheduler that takes over after a crash knows every try that may be out.
+            # (A local executor's tries end with this process: nothing to adopt.)
+            self._sends_outlive_this_process = False
             self._flush()
         self._ensure_leader()
         for executor in self.executors:
@@ -676,6 +678,8 @@ class SchedulerJob:
                         hostname=None, pid=None,
                         start_date=None, end_date=None, duration=None, failure_reason=None,
                         executor=ti.executor or executor.executor_name_for(ti))
+        if not executor.is_local:
+            self._sends_outlive_this_process = True
         command = task_run_command(ti.key, subdir=run.dag.subdir)
         executor.queue_command(ti, command, priority=ti.priority_weight or 1, queue=ti.queue)
 
