@@ -27,7 +27,7 @@ DAG_SOURCE = """
     ))}
     as_dict = {"pod_override": {"spec": {"containers": [
         {"name": "base", "image": "my-special-image:latest",
-         "resources": {"requests": {"cpu": "4", "memory": "8Gi"}}},
+         "resources": {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}},
         {"name": "sidecar", "image": "proxy:1"}]}}}
 
     with DAG("pods") as dag:

@@ -72,6 +72,7 @@ def parse_payload(path: str) -> dict[str, Any]:
         dags = load_dags_from_file(path)
         for dag in dags.values():
             check_task_executors(dag)
+            check_pod_overrides(dag)
         return {"dags": [serialize_dag(dag) for dag in dags.values()], "error": None}
     except DagFileError as exc:
         return {"dags": [], "error": exc.message}
@@ -99,6 +100,27 @@ def check_task_executors(dag) -> None:
             raise DagDefinitionError(
                 f"DAG {dag.dag_id!r}: task {task.task_id!r} names executor {task.executor!r}, which is not "
                 f"configured in [core] executor (configured: {', '.join(sorted(names))})")
+
+
+def check_pod_overrides(dag) -> None:
+    """A ``pod_override`` no API server would accept fails the parse, naming the task and the field.
+
+    Found here rather than when the task runs: a bad quantity or an integer label would
+    otherwise fail each try of the task, or leave its pod waiting.
+    """
+    from crossdock.dag.exceptions import DagDefinitionError
+
+    tasks = [task for task in dag.tasks if isinstance(task.executor_config, dict)
+             and task.executor_config.get("pod_override") is not None]
+    if not tasks:
+        return  # the Kubernetes client is slow to import: only for DAGs that use it
+    from crossdock.kubernetes.pod_generator import PodOverrideError, check_pod_override
+
+    for task in tasks:
+        try:
+            check_pod_override(task.executor_config["pod_override"])
+        except PodOverrideError as exc:
+            raise DagDefinitionError(f"DAG {dag.dag_id!r}: task {task.task_id!r}: invalid {exc}") from None
 
 
 def exit_description(code: int | None) -> str:

@@ -5,7 +5,8 @@ A worker pod is built in three layers, later layers winning:
 1. the pod template (``[kubernetes_executor] pod_template_file``, or :data:`DEFAULT_POD_TEMPLATE`),
    with the configured image and namespace;
 2. the task's ``executor_config["pod_override"]``, a ``kubernetes.client.V1Pod`` or a plain
-   dict in the API's shape (camelCase or the client's snake_case keys both accepted);
+   dict in the API's shape (camelCase or the client's snake_case keys both accepted),
+   whose values are checked as an API server checks them (:mod:`.pod_validation`);
 3. what the executor must control: the ``base`` container's command, the labels and
    annotations that map the pod back to its task, the pod name, ``restartPolicy: Never``.
 
@@ -38,6 +39,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from crossdock.kubernetes.pod_validation import describe_problems, pod_problems
 from crossdock.models.taskinstancekey import TaskInstanceKey
 
 #: The container that runs the task command; a pod_override addresses it by this name.
@@ -81,6 +83,13 @@ NAMED_LISTS: dict[str, str | None] = {
     "imagePullSecrets": "name",
     "tolerations": None,
 }
+
+
+#: (model, attribute) pairs holding resource quantities, which may be written as numbers.
+QUANTITY_FIELDS = frozenset({
+    ("V1ResourceRequirements", "limits"), ("V1ResourceRequirements", "requests"), ("V1PodSpec", "overhead"),
+    ("V1EmptyDirVolumeSource", "size_limit"), ("V1ResourceFieldSelector", "divisor"),
+})
 
 
 class PodOverrideError(ValueError):
@@ -129,12 +138,13 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_scalar(value: Any, type_name: str, where: str) -> Any:
+def _check_scalar(value: Any, type_name: str, where: str, *, quantity: bool = False) -> Any:
     if type_name == "str":
         if isinstance(value, str):
             return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)  # quantities written as numbers: cpu=0.5
+        if quantity and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # quantities written as numbers (cpu=0.5), which the API accepts too
+        # An API server refuses a number where a string belongs (a label value 1, an env value 5).
         raise PodOverrideError(f"{where} must be a string, not {_describe(value)} {value!r}")
     if type_name == "int":
         if isinstance(value, int) and not isinstance(value, bool):
@@ -153,7 +163,7 @@ def _check_scalar(value: Any, type_name: str, where: str) -> Any:
     return value  # "object" (int-or-string and the like) and bytes: the server judges
 
 
-def _normalize(value: Any, type_name: str, where: str) -> Any:
+def _normalize(value: Any, type_name: str, where: str, *, quantity: bool = False) -> Any:
     if value is None:
         return None
     if type_name.startswith("List["):
@@ -165,10 +175,10 @@ def _normalize(value: Any, type_name: str, where: str) -> Any:
         if not isinstance(value, Mapping):
             raise PodOverrideError(f"{where} must be a mapping, not {_describe(value)} {value!r}")
         inner = type_name[5:-1].split(",", 1)[1].strip()
-        return {str(key): _normalize(item, inner, f"{where}.{key}") for key, item in value.items()}
+        return {str(key): _normalize(item, inner, f"{where}.{key}", quantity=quantity) for key, item in value.items()}
     model = getattr(_models(), type_name, None)
     if model is None or not hasattr(model, "openapi_types"):
-        return _check_scalar(value, type_name, where)
+        return _check_scalar(value, type_name, where, quantity=quantity)
     if isinstance(value, model):
         from kubernetes.client import ApiClient
 
@@ -185,7 +195,8 @@ def _normalize(value: Any, type_name: str, where: str) -> Any:
             known = ", ".join(sorted(by_json))
             raise PodOverrideError(f"{where} has unknown field {key!r} (a {type_name} has: {known})")
         json_key = model.attribute_map[attr]
-        normalized = _normalize(item, model.openapi_types[attr], f"{where}.{json_key}")
+        normalized = _normalize(item, model.openapi_types[attr], f"{where}.{json_key}",
+                                quantity=(type_name, attr) in QUANTITY_FIELDS)
         if normalized is not None:
             out[json_key] = normalized
     return out
@@ -217,6 +228,20 @@ def normalize_pod(value: Any, *, where: str = "pod_override") -> dict[str, Any]:
     return pod
 
 
+def refuse_invalid_values(pod: Mapping[str, Any], *, where: str) -> None:
+    """Raise :class:`PodOverrideError` for values an API server refuses (bad quantity, label, env)."""
+    problems = pod_problems(pod)
+    if problems:
+        raise PodOverrideError(f"{where}: {describe_problems(problems)}")
+
+
+def check_pod_override(value: Any, *, where: str = "pod_override") -> dict[str, Any]:
+    """``value`` as a checked API dict, or :class:`PodOverrideError` naming the field (parse time)."""
+    pod = normalize_pod(value, where=where)
+    refuse_invalid_values(pod, where=where)
+    return pod
+
+
 def load_pod_template(path: str | Path | None) -> dict[str, Any]:
     """The template pod from a YAML/JSON file, checked; :data:`DEFAULT_POD_TEMPLATE` when ``path`` is empty."""
     if not path:
@@ -228,7 +253,7 @@ def load_pod_template(path: str | Path | None) -> dict[str, Any]:
         raise PodOverrideError(f"cannot read pod template file {file}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise PodOverrideError(f"pod template file {file} is not valid YAML: {exc}") from None
-    pod = normalize_pod(document, where=f"pod template {file}")
+    pod = check_pod_override(document, where=f"pod template {file}")
     if not (pod.get("spec") or {}).get("containers"):
         raise PodOverrideError(f"pod template {file} has no containers; it needs at least "
                                f"the '{BASE_CONTAINER_NAME}' container")
@@ -377,6 +402,7 @@ def construct_pod(*, key: TaskInstanceKey, command: list[str], scheduler_job_id:
         raise PodOverrideError(f"container '{BASE_CONTAINER_NAME}' has no image: set "
                                f"[kubernetes_executor] worker_container_repository or an image in pod_override")
     pod.pop("status", None)
+    refuse_invalid_values(pod, where="pod")
     return pod
 
 
