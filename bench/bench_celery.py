@@ -423,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         database.migrate()
     dag_path = write_dag(dags, "bench_noop", args.tasks)
     if args.dag_size:
-        small = home / "small_dags"
+        # Inside the DAGs folder (workers run only DAG files there), hidden from its parser.
+        small = dags / ".executor_only"
         small.mkdir()
         executor_dag_path = write_dag(small, "bench_noop", args.dag_size)
     else:

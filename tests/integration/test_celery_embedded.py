@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
+from crossdock.configuration import conf
 from crossdock.executors.celery_executor import CeleryExecutor
 from crossdock.executors.celery_worker import start_embedded_workers
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import task_run_command
 from crossdock.state import TaskInstanceState as S
+
+
+@pytest.fixture(autouse=True)
+def dags_folder_is_tmp_path(tmp_path, monkeypatch):
+    """The DAG files these tests write live in tmp_path; workers run only DAG files in the DAGs folder."""
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(tmp_path))
+    conf.reload()
 
 
 class FakeTI:

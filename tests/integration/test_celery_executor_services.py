@@ -29,6 +29,14 @@ from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.state import TaskInstanceState as S
 from service_gates import POSTGRES_URL, RABBITMQ_URL, REDIS_PORT, REDIS_URL, require_service
 
+
+@pytest.fixture(autouse=True)
+def dags_folder_is_tmp_path(tmp_path, monkeypatch):
+    """The DAG files these tests write live in tmp_path; workers run only DAG files in the DAGs folder."""
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(tmp_path))
+    conf.reload()
+
+
 #: Upper bound for waits on real processes; tests end as soon as the awaited thing happens.
 WAIT_LIMIT = 60.0
 

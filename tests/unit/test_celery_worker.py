@@ -13,10 +13,18 @@ import uuid
 import pytest
 from celery import states
 
+from crossdock.configuration import conf
 from crossdock.executors import celery_worker
 from crossdock.executors.celery_app import EXECUTE_COMMAND_TASK, get_celery_app
 from crossdock.executors.celery_claim import claim_task
 from crossdock.runner.command import InvalidCommandError
+
+
+@pytest.fixture(autouse=True)
+def dags_folder_is_tmp_path(tmp_path, monkeypatch):
+    """The DAG files these tests write live in tmp_path; workers run only DAG files in the DAGs folder."""
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(tmp_path))
+    conf.reload()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from process_helpers import process_gone, wait_for
+from crossdock.configuration import conf
 from crossdock.executors.local_executor import (
     REVOKED_REASON,
     ZYGOTE_DIED_REASON,
@@ -21,6 +22,14 @@ from crossdock.executors.local_executor import (
 from crossdock.models.taskinstance import TaskInstance
 from crossdock.runner.command import task_run_command
 from crossdock.state import TaskInstanceState
+
+
+@pytest.fixture(autouse=True)
+def dags_folder_is_tmp_path(tmp_path, monkeypatch):
+    """The DAG files these tests write live in tmp_path; workers run only DAG files in the DAGs folder."""
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(tmp_path))
+    conf.reload()
+
 
 #: Upper bound for a test's wait loops: a hung executor fails the test instead of hanging it.
 LIMIT_SECONDS = 60.0

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from process_helpers import process_gone, wait_for
+from crossdock.configuration import conf
 from crossdock.runner.task_log import safe_path_segment, task_log_path
 from crossdock.runner.task_runner import (
     EXIT_SUCCESS,
@@ -22,6 +23,14 @@ from crossdock.runner.task_runner import (
     run_task,
     run_task_test,
 )
+
+
+@pytest.fixture(autouse=True)
+def dags_folder_is_tmp_path(tmp_path, monkeypatch):
+    """The DAG files these tests write live in tmp_path; workers run only DAG files in the DAGs folder."""
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(tmp_path))
+    conf.reload()
+
 
 DAG_HEADER = """\
 import json, os, signal, subprocess, sys, time

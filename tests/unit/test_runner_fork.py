@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from process_helpers import process_gone, wait_for
+from crossdock.configuration import conf
 from crossdock.runner.command import InvalidCommandError
 from crossdock.runner.fork import (
     ForkResult,
@@ -20,6 +21,14 @@ from crossdock.runner.fork import (
     start_forked_command,
 )
 from crossdock.runner.task_log import task_log_path
+
+
+@pytest.fixture(autouse=True)
+def dags_folder_is_tmp_path(tmp_path, monkeypatch):
+    """The DAG files these tests write live in tmp_path; workers run only DAG files in the DAGs folder."""
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(tmp_path))
+    conf.reload()
+
 
 DAG_HEADER = """\
 import os, subprocess, sys, time

@@ -16,11 +16,16 @@ from pathlib import Path
 import pytest
 
 from process_helpers import process_gone, wait_for
+from crossdock.configuration import conf
 from crossdock.runner.fork import EXIT_CHILD_CRASHED
 from crossdock.runner.zygote_client import ZygoteRunner
 
 
-
+@pytest.fixture(autouse=True)
+def dags_folder_is_tmp_path(tmp_path, monkeypatch):
+    """The DAG files these tests write live in tmp_path; workers run only DAG files in the DAGs folder."""
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(tmp_path))
+    conf.reload()
 
 
 @pytest.fixture

@@ -96,6 +96,11 @@ CELERY_OPTIONS: dict[str, Option] = {
                                 "JSON object of further Celery settings, applied last (serializers "
                                 "stay JSON)."),
     "flower_host": _opt("0.0.0.0", "str", "Address Flower listens on."),
+    "task_signing_key": _opt("", "str",
+                             "Secret shared by the scheduler and the workers. When set, the executor signs "
+                             "every task message (HMAC-SHA256 over task id and command) and a worker "
+                             "refuses a message with a missing or wrong signature. Never logged, masked by "
+                             "'config list', never put into a pod or a try's environment."),
     "flower_port": _opt(5555, "int", "Port Flower listens on."),
     "flower_url_prefix": _opt("", "str", "URL prefix when Flower runs behind a proxy."),
     "flower_basic_auth": _opt("", "str", "'user:password[,user2:password2]' guarding Flower."),

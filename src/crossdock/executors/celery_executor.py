@@ -26,6 +26,7 @@ from celery.exceptions import TaskRevokedError
 from crossdock.configuration import conf
 from crossdock.executors.base_executor import PARALLELISM, BaseExecutor, CommandType
 from crossdock.executors.celery_app import EXECUTE_COMMAND_TASK, get_celery_app
+from crossdock.executors.task_signing import signature_kwargs
 from crossdock.runner.command import check_command_allowed
 from crossdock.executors.celery_claim import claim_task
 from crossdock.executors.celery_state_fetcher import TaskState, fetch_states
@@ -148,8 +149,8 @@ class CeleryExecutor(BaseExecutor):
         queue = queue or self.default_queue
         try:
             self.app.tasks[EXECUTE_COMMAND_TASK].apply_async(
-                args=[list(command)], queue=queue, task_id=task_id,
-                retry=False, timeout=self.operation_timeout)
+                args=[list(command)], kwargs=signature_kwargs(task_id, command), queue=queue,
+                task_id=task_id, retry=False, timeout=self.operation_timeout)
         except _NOT_RETRYABLE as exc:
             del self.queued_tasks[key]
             self._forget(key)

@@ -51,11 +51,19 @@ def register_tasks(app: Any) -> Any:
                     track_started=False)(execute_command)
 
 
-def execute_command(task: Any, command: Sequence[str]) -> dict[str, Any]:
-    """Run one crossdock task command for the Celery message being processed."""
+def execute_command(task: Any, command: Sequence[str], signature: str | None = None) -> dict[str, Any]:
+    """Run one crossdock task command for the Celery message being processed.
+
+    ``signature`` is checked first when ``[celery] task_signing_key`` is set (see
+    :mod:`crossdock.executors.task_signing`), then the command itself; a refusal is
+    logged and recorded as the try's failure, and nothing is imported or run.
+    """
     task_id = task.request.id
     hostname = task.request.hostname or "unknown-host"
     try:
+        from crossdock.executors.task_signing import verify
+
+        verify(task_id, command, signature)
         check_command_allowed(command)
     except InvalidCommandError as exc:
         log.error("celery task %s on %s: %s", task_id, hostname, exc)

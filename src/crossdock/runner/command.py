@@ -2,7 +2,9 @@
 
 Commands travel as argv lists, never shell strings (design principle 7). Workers and
 pods refuse anything else, so a message injected into a queue cannot make a worker run
-an arbitrary program.
+an arbitrary program; and the DAG file the command names must lie in the DAGs folder
+(:mod:`crossdock.runner.dag_file_policy`), so it cannot make a worker import an
+arbitrary file either.
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ def task_run_command(key: TaskInstanceKey, *, subdir: str | None = None) -> list
 
 
 def validate_task_command(command) -> None:
-    """Raise :class:`InvalidCommandError` unless ``command`` is a crossdock task command."""
+    """Raise :class:`InvalidCommandError` unless ``command`` is a crossdock task command.
+
+    That is: an argv list ``crossdock tasks run DAG_ID TASK_ID RUN_ID …`` whose arguments
+    parse and whose DAG file resolves inside the DAGs folder. Nothing is imported from
+    the DAG file before this passes.
+    """
     if not isinstance(command, (list, tuple)) or not all(isinstance(part, str) for part in command):
         raise InvalidCommandError(
             f"refusing to run {command!r}: a command must be a list of strings, "
@@ -44,6 +51,12 @@ def validate_task_command(command) -> None:
         raise InvalidCommandError(
             f"refusing to run {list(command)!r}: only 'crossdock tasks run DAG_ID TASK_ID RUN_ID ...' "
             f"commands are executed")
+    from crossdock.runner.dag_file_policy import DagFileNotAllowed, check_task_command_dag_file
+
+    try:
+        check_task_command_dag_file(command)
+    except DagFileNotAllowed as exc:
+        raise InvalidCommandError(f"refusing to run {list(command)!r}: {exc}") from None
 
 
 def is_task_command(command) -> bool:
@@ -57,11 +70,13 @@ def is_task_command(command) -> bool:
 def check_command_allowed(command) -> None:
     """What a worker may run: a task command, or any argv when ``[core] task_commands_only`` is off.
 
-    Even with the check off a command stays an argv list of strings, never a shell string.
+    Even with the check off a command stays an argv list of strings, never a shell string,
+    and one that starts like a task command is checked as one (its DAG file included).
     """
     from crossdock.configuration import conf
 
-    if conf.getboolean("core", "task_commands_only"):
+    looks_like_task = isinstance(command, (list, tuple)) and tuple(command[:3]) == TASK_COMMAND_PREFIX
+    if looks_like_task or conf.getboolean("core", "task_commands_only"):
         validate_task_command(command)
         return
     if (not isinstance(command, (list, tuple)) or not command

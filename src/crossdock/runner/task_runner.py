@@ -442,6 +442,15 @@ def _parse_and_run(argv: Sequence[str], *, test: bool) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_SUCCESS
     except ConfigError as exc:
         return _report_failure(None, str(exc), EXIT_USAGE)
+    if not test:  # what a pod or a worker runs: its DAG file must be in the DAGs folder
+        from crossdock.config_secrets import scrub_try_environment
+        from crossdock.runner.dag_file_policy import DagFileNotAllowed, check_subdir_allowed
+
+        scrub_try_environment(os.environ)  # the try needs no database, broker or other secret
+        try:
+            check_subdir_allowed(task_try.subdir)
+        except (DagFileNotAllowed, ConfigError) as exc:
+            return _report_failure(None, f"refusing to run: {exc}", EXIT_USAGE)
     try:
         return _run(task_try, mode="console" if test else "log")
     except ConfigError as exc:
