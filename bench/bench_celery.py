@@ -10,15 +10,18 @@ what a try costs inside a worker's zygote beside the floor of a bare fork from i
     python bench/bench_celery.py                 # 2,000 tasks, Redis broker and backend
     python bench/bench_celery.py --quick         # 200 tasks
     python bench/bench_celery.py --tasks 500 --modes raw,scheduler
-    python bench/bench_celery.py --result-backend db+postgresql://postgres@127.0.0.1/test
+    python bench/bench_celery.py --metadata-db postgres   # a PostgreSQL database of its own
 
-The metadata database is a fresh SQLite file unless ``--metadata-db`` names another
-(it is reset: never point it at a database you care about).
+Broker and result backend are a private redis-server started for the run unless
+``--broker``/``--result-backend`` name others. The metadata database is a fresh SQLite
+file, or with ``--metadata-db postgres`` a database created on the local PostgreSQL for
+the run and dropped after it; any other URL is reset: never name one you care about.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import subprocess
@@ -29,10 +32,11 @@ import time
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_services import own_postgres_database, own_redis_server  # noqa: E402
+
 DEFAULT_TASKS = 2000
 QUICK_TASKS = 200
-DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
-DEFAULT_BACKEND = "redis://127.0.0.1:6379/1"
 DEFAULT_CONCURRENCY = 2
 MODES = ("raw", "executor", "scheduler")
 RAW_TASK = "bench.noop"
@@ -383,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=DEFAULT_TASKS, help="no-op tasks per mode")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_TASKS} tasks per mode")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: raw,executor,scheduler")
-    parser.add_argument("--broker", default=DEFAULT_BROKER)
-    parser.add_argument("--result-backend", default=DEFAULT_BACKEND)
+    parser.add_argument("--broker", default=None, help="default: a private Redis, db 0")
+    parser.add_argument("--result-backend", default=None, help="default: the private Redis, db 1")
     parser.add_argument("--metadata-db", default=None, help="metadata DB URL (reset!); default: temp SQLite")
     parser.add_argument("--dag-size", type=int, default=None,
                         help="tasks in the DAG file of the executor-only mode (default: --tasks); a "
@@ -394,7 +398,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.tasks = QUICK_TASKS
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    with contextlib.ExitStack() as owned:
+        if args.broker is None or args.result_backend is None:
+            redis_url = owned.enter_context(own_redis_server())
+            args.broker = args.broker or f"{redis_url}/0"
+            args.result_backend = args.result_backend or f"{redis_url}/1"
+        if args.metadata_db == "postgres":
+            args.metadata_db = owned.enter_context(own_postgres_database())
+        return run_benchmarks(args, modes)
 
+
+def run_benchmarks(args, modes: list[str]) -> int:
     home = Path(tempfile.mkdtemp(prefix="crossdock-bench-"))
     dags = home / "dags"
     dags.mkdir()

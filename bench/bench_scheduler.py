@@ -18,9 +18,9 @@ Baseline in the same run: the cost of one bare fork + exit of a warm Python proc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
-import socket
 import statistics
 import sys
 import tempfile
@@ -28,7 +28,8 @@ import textwrap
 import time
 from pathlib import Path
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_services import own_postgres_database, port_open  # noqa: E402
 
 
 def percentile(values, fraction):
@@ -59,7 +60,7 @@ def fork_baseline_ms(samples: int = 200) -> float:
     return statistics.median(times) * 1000
 
 
-def setup_home(backend: str) -> Path:
+def setup_home(backend: str, postgres_url: str | None = None) -> Path:
     home = Path(tempfile.mkdtemp(prefix="crossdock-bench-"))
     os.environ["CROSSDOCK_HOME"] = str(home)
     for name in [n for n in os.environ if n.startswith("CROSSDOCK__")]:
@@ -70,7 +71,7 @@ def setup_home(backend: str) -> Path:
     os.environ["CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL"] = "0"
     os.environ["CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL"] = "0.05"
     if backend == "postgresql":
-        os.environ["CROSSDOCK__DATABASE__SQL_ALCHEMY_CONN"] = POSTGRES_URL
+        os.environ["CROSSDOCK__DATABASE__SQL_ALCHEMY_CONN"] = postgres_url
     from crossdock import database
     from crossdock.configuration import conf
 
@@ -212,14 +213,6 @@ def bench_loop_cost(in_flight: int, loops: int = 200) -> dict:
             "one_change_loop_ms": statistics.median(busy) * 1000}
 
 
-def postgres_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
@@ -230,29 +223,35 @@ def main() -> int:
     if args.quick:
         args.tasks, args.chain = 200, 30
     sizes = [10, 1000] if args.quick else [10, 1000, 10000]
-    backends = ["sqlite"] + ([] if args.no_postgres or not postgres_reachable() else ["postgresql"])
+    backends = ["sqlite"] + ([] if args.no_postgres or not port_open(5432) else ["postgresql"])
 
     print(f"baseline: bare fork+exit+wait of a warm process: {fork_baseline_ms():.2f} ms (median)")
     for backend in backends:
-        home = setup_home(backend)
-        write_dags(home, tasks=args.tasks, chain=args.chain)
-        from crossdock.cli.dags_command import parse_dags_folder_into_db
-
-        parse_dags_folder_into_db()
-        fan = bench_fan_out(args.tasks)
-        print(f"[{backend}] (a) fan-out {fan['tasks']} no-op tasks: {fan['wall_s']:.2f} s, "
-              f"{fan['tasks_per_s']:.1f} tasks/s ({fan['succeeded']} succeeded)")
-        chain = bench_chain()
-        print(f"[{backend}] (b) chain of {args.chain}: upstream success → downstream start "
-              f"p50 {chain['p50_ms']:.1f} ms, p95 {chain['p95_ms']:.1f} ms; "
-              f"wall per link {chain['wall_per_link_ms']:.1f} ms ({chain['succeeded']} succeeded)")
-        for size in sizes:
-            loop = bench_loop_cost(size)
-            print(f"[{backend}] (c) {size:>6} in flight: idle loop {loop['idle_loop_ms']:.3f} ms, "
-                  f"loop with one finished task {loop['one_change_loop_ms']:.3f} ms")
-        print(f"[{backend}] peak RSS: scheduler {peak_rss_mib():.0f} MiB, "
-              f"largest child {children_peak_rss_mib():.0f} MiB")
+        with contextlib.ExitStack() as stack:
+            postgres_url = stack.enter_context(own_postgres_database()) if backend == "postgresql" else None
+            bench_backend(backend, args, sizes, postgres_url)
     return 0
+
+
+def bench_backend(backend: str, args, sizes: list[int], postgres_url: str | None) -> None:
+    home = setup_home(backend, postgres_url)
+    write_dags(home, tasks=args.tasks, chain=args.chain)
+    from crossdock.cli.dags_command import parse_dags_folder_into_db
+
+    parse_dags_folder_into_db()
+    fan = bench_fan_out(args.tasks)
+    print(f"[{backend}] (a) fan-out {fan['tasks']} no-op tasks: {fan['wall_s']:.2f} s, "
+          f"{fan['tasks_per_s']:.1f} tasks/s ({fan['succeeded']} succeeded)")
+    chain = bench_chain()
+    print(f"[{backend}] (b) chain of {args.chain}: upstream success → downstream start "
+          f"p50 {chain['p50_ms']:.1f} ms, p95 {chain['p95_ms']:.1f} ms; "
+          f"wall per link {chain['wall_per_link_ms']:.1f} ms ({chain['succeeded']} succeeded)")
+    for size in sizes:
+        loop = bench_loop_cost(size)
+        print(f"[{backend}] (c) {size:>6} in flight: idle loop {loop['idle_loop_ms']:.3f} ms, "
+              f"loop with one finished task {loop['one_change_loop_ms']:.3f} ms")
+    print(f"[{backend}] peak RSS: scheduler {peak_rss_mib():.0f} MiB, "
+          f"largest child {children_peak_rss_mib():.0f} MiB")
 
 
 if __name__ == "__main__":
