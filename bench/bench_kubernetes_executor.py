@@ -31,7 +31,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -111,13 +110,18 @@ def start_runtime_process(workdir: Path, *args: str) -> tuple[subprocess.Popen, 
     raise RuntimeError("the local pod runtime did not start in time")
 
 
-def served(url: str) -> int:
-    with urllib.request.urlopen(f"{url}/_crossdock/stats", timeout=10) as response:
-        return int(json.loads(response.read())["requestsServed"])
+def served(kubeconfig: str) -> int:
+    """Requests the local API has served so far (asked with its kubeconfig's token)."""
+    from kubernetes import config
+
+    from crossdock.kubernetes.local_runtime.hook_client import runtime_request
+
+    _, stats = runtime_request(config.new_client_from_config(config_file=kubeconfig), "GET", "/_crossdock/stats")
+    return int(stats["requestsServed"])
 
 
 def make_executor(path: str, workdir: Path, real_kubeconfig: str | None):
-    """(executor, cleanup, runtime pid, runtime url) for one path."""
+    """(executor, cleanup, runtime pid, local runtime's kubeconfig) for one path."""
     if path == "local":
         from crossdock.executors.local_executor import LocalExecutor
 
@@ -136,7 +140,7 @@ def make_executor(path: str, workdir: Path, real_kubeconfig: str | None):
     if path == "kubernetes":
         process, info = start_runtime_process(workdir / "runtime")
         api_client = config.new_client_from_config(config_file=info["kubeconfig"])
-        url = info["url"]
+        url = info["kubeconfig"]
     else:
         api_client = config.new_client_from_config(config_file=real_kubeconfig)
         namespace = f"kbench-{uuid.uuid4().hex[:6]}"

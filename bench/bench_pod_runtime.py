@@ -21,18 +21,18 @@ import argparse
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
+
+from crossdock.kubernetes.local_runtime.hook_client import agent_request, runtime_request
 
 DEFAULT_PODS = 50
 #: Pods run one after another for the latency figures without queueing.
@@ -80,11 +80,8 @@ def wait_for_line(process: subprocess.Popen, prefix: str) -> str:
 def agent_stats(core: client.CoreV1Api, node_name: str) -> dict:
     node = json.loads(core.read_node(node_name, _preload_content=False).data)
     port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with urllib.request.urlopen(f"https://127.0.0.1:{port}/_crossdock/stats", context=context) as response:
-        return json.loads(response.read())
+    _, stats = agent_request(core.api_client, "127.0.0.1", port, "/_crossdock/stats")  # the agent's token
+    return stats
 
 
 def run_pods(core: client.CoreV1Api, namespace: str, pods: int) -> dict:
@@ -165,7 +162,7 @@ def bench_local(pods: int, workdir: Path) -> dict:
                            stdout=subprocess.PIPE, text=True)
     agent = None
     try:
-        url = wait_for_line(api, "pods API on ")
+        wait_for_line(api, "pods API on ")
         node = f"bench-local-{uuid.uuid4().hex[:4]}"
         agent = subprocess.Popen(runtime_command("--agent-only", "--kubeconfig", str(kubeconfig),
                                                  "--state-dir", str(workdir / "local-agent"), "--node-name", node),
@@ -173,11 +170,11 @@ def bench_local(pods: int, workdir: Path) -> dict:
         wait_for_line(agent, "node agent ")
         core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
         before_agent = agent_stats(core, node)["apiCalls"]
-        served_before = _served(url)
+        served_before = _served(kubeconfig)
         result = run_pods(core, "default", pods)
         time.sleep(0.5)  # let the agent finish its last status writes
         result["agent_requests_per_pod"] = (agent_stats(core, node)["apiCalls"] - before_agent) / pods
-        result["api_requests_per_pod_all_clients"] = (_served(url) - served_before) / pods
+        result["api_requests_per_pod_all_clients"] = (_served(kubeconfig) - served_before) / pods
         result.update(run_one_at_a_time(core, "default", SINGLE_PODS))
         result["api_peak_rss_mib"] = peak_rss_mib(api.pid)
         result["agent_peak_rss_mib"] = peak_rss_mib(agent.pid)
@@ -192,10 +189,10 @@ def bench_local(pods: int, workdir: Path) -> dict:
                     process.kill()
 
 
-def _served(url: str) -> int:
-    """Requests the local API has served so far."""
-    with urllib.request.urlopen(f"{url}/_crossdock/stats") as response:
-        return int(json.loads(response.read()).get("requestsServed", 0))
+def _served(kubeconfig: Path) -> int:
+    """Requests the local API has served so far (asked with its kubeconfig's token)."""
+    _, stats = runtime_request(config.new_client_from_config(config_file=str(kubeconfig)), "GET", "/_crossdock/stats")
+    return int(stats.get("requestsServed", 0))
 
 
 def bench_real(pods: int, workdir: Path, kubeconfig: str) -> dict:

@@ -13,7 +13,6 @@ import os
 import socket
 import textwrap
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,14 +81,10 @@ class Tier:
     def fault(self, action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """POST a fault hook of the local runtime (``fail-next``, ``compact``, ``kill``, ``clear``, ...)."""
         assert self.url, "fault hooks exist only on the local runtime"
-        request = urllib.request.Request(f"{self.url}/_crossdock/faults/{action}", method="POST",
-                                         data=json.dumps(body or {}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            return json.loads(exc.read() or b"{}")
+        from crossdock.kubernetes.local_runtime.hook_client import runtime_request
+
+        _, reply = runtime_request(self.make_client(), "POST", f"/_crossdock/faults/{action}", body or {})
+        return reply or {}
 
 
 def new_namespace(make_client: Callable[[], client.ApiClient]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import config
 
+from crossdock.kubernetes.local_runtime.log_server import endpoint_auth_for
 from crossdock.kubernetes.local_runtime.node_agent import NodeAgent
 
 from kube_executor_support import REJECT_IMAGES, Tier, new_namespace, require_real_kubeconfig
@@ -38,9 +39,12 @@ def real_api(tmp_path_factory):
         return config.new_client_from_config(config_file=kubeconfig)
 
     namespace = new_namespace(make_client)
-    agent = NodeAgent(kubeconfig=kubeconfig, node_name=f"crossdock-{namespace}",
-                      state_dir=tmp_path_factory.mktemp("real-agent"), namespace=namespace,
-                      reject_images=REJECT_IMAGES).start()
+    agent_client, state_dir = make_client(), tmp_path_factory.mktemp("real-agent")
+    # This kube-apiserver runs without --kubelet-client-certificate: it fetches logs from a
+    # node with no credentials, so the agent serves logs (only logs) to anyone here.
+    agent = NodeAgent(api_client=agent_client, node_name=f"crossdock-{namespace}", state_dir=state_dir,
+                      namespace=namespace, reject_images=REJECT_IMAGES,
+                      endpoint_auth=endpoint_auth_for(agent_client, state_dir, anonymous_log_reads=True)).start()
     yield make_client, namespace, agent
     agent.stop(kill_pods=True)
     # The namespace stays (nothing here would finalize its deletion); its pods do not.

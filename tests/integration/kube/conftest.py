@@ -24,6 +24,7 @@ import yaml
 from kubernetes import client, config
 
 from crossdock.kubernetes.local_runtime import LocalRuntime, start_local_runtime
+from crossdock.kubernetes.local_runtime.log_server import endpoint_auth_for
 from crossdock.kubernetes.local_runtime.node_agent import NodeAgent
 
 REAL_KUBECONFIG_ENV = "CROSSDOCK_TEST_REAL_KUBECONFIG"
@@ -176,8 +177,12 @@ def _real_tier(tmp_path: Path) -> PodsTier:
     node_name = f"crossdock-{namespace}"
 
     def make_agent() -> NodeAgent:
-        return NodeAgent(kubeconfig=kubeconfig, node_name=node_name, state_dir=tmp_path / "agent",
-                         namespace=namespace, reject_images=REJECT_IMAGES).start()
+        # This kube-apiserver runs without --kubelet-client-certificate: it fetches logs from
+        # a node with no credentials, so the agent serves logs (only logs) to anyone here.
+        agent_client = config.new_client_from_config(config_file=kubeconfig)
+        auth = endpoint_auth_for(agent_client, tmp_path / "agent", anonymous_log_reads=True)
+        return NodeAgent(api_client=agent_client, node_name=node_name, state_dir=tmp_path / "agent",
+                         namespace=namespace, reject_images=REJECT_IMAGES, endpoint_auth=auth).start()
 
     return PodsTier(name="real", core=core, namespace=namespace, make_agent=make_agent, agent=make_agent())
 

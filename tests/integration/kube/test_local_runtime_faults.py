@@ -9,22 +9,22 @@ from __future__ import annotations
 import json
 import signal
 import time
-import urllib.request
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
 from crossdock.kubernetes.local_runtime import start_local_runtime
+from crossdock.kubernetes.local_runtime.hook_client import runtime_request
 
 WAIT_LIMIT = 30.0
 
 
 def _hook(runtime, action: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(f"{runtime.url}/_crossdock/faults/{action}", method="POST",
-                                     data=json.dumps(body or {}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request) as response:
-        return json.loads(response.read())
+    """POST a fault hook with the runtime's kubeconfig (its token and CA), as a user would."""
+    api_client = config.new_client_from_config(config_file=str(runtime.kubeconfig_path))
+    status, reply = runtime_request(api_client, "POST", f"/_crossdock/faults/{action}", body or {})
+    assert status == 200, (status, reply)
+    return reply
 
 
 def _pod(name: str, command: list[str], **container) -> dict:
@@ -149,9 +149,9 @@ def test_api_restart_keeps_pods(tmp_path) -> None:
 
 
 def test_restart_policy_on_failure_restarts_and_counts(local_runtime, monkeypatch) -> None:
-    from crossdock.kubernetes.local_runtime import node_agent
+    from crossdock.kubernetes.local_runtime import pod_worker
 
-    monkeypatch.setattr(node_agent, "CRASH_BACKOFF_SECONDS", 0.1)
+    monkeypatch.setattr(pod_worker, "CRASH_BACKOFF_SECONDS", 0.1)
     core = client.CoreV1Api(local_runtime.api_client())
     marker = local_runtime.kubeconfig_path.parent / "second-try"
     body = _pod("retrier", ["sh", "-c", f"test -e {marker} || {{ touch {marker}; exit 1; }}"])

@@ -319,6 +319,90 @@ def test_pod_past_its_active_deadline_fails_with_deadline_exceeded(pods_api) -> 
     assert pod["status"]["reason"] == "DeadlineExceeded"
 
 
+# -- values the API decodes or validates (what a pod_override most often gets wrong) -----------
+
+def _create_raw(pods_api, name: str, *, container: dict | None = None, meta: dict | None = None):
+    body = pods_api.pod(name, ["true"], container=container)
+    body["metadata"].update(meta or {})
+    return pods_api.raw("POST", f"/api/v1/namespaces/{pods_api.namespace}/pods", body)[:2]
+
+
+@pytest.mark.parametrize("case, container, meta, decoder_words", [
+    ("quantity", {"resources": {"limits": {"memory": "lots"}}}, None,
+     "v1.ResourceRequirements.Limits: unmarshalerDecoder: quantities must match the regular expression "
+     "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"),
+    ("request", {"resources": {"requests": {"cpu": "1x"}}}, None, "quantities must match the regular expression"),
+    ("env", {"env": [{"name": "RETRIES", "value": 5}]}, None,
+     'v1.EnvVar.Value: ReadString: expects " or n, but found 5'),
+    ("label", None, {"labels": {"team": 1}}, 'v1.ObjectMeta.Labels: ReadString: expects " or n, but found 1'),
+    ("annotation", None, {"annotations": {"note": True}},
+     'v1.ObjectMeta.Annotations: ReadString: expects " or n, but found t'),
+])
+def test_value_that_does_not_decode_is_400_bad_request(pods_api, case, container, meta, decoder_words) -> None:
+    name = pods_api.unique(f"undecodable-{case}")
+    status, body = _create_raw(pods_api, name, container=container, meta=meta)
+    assert status == 400, body
+    assert body["kind"] == "Status" and body["reason"] == "BadRequest" and body["code"] == 400
+    assert body["message"].startswith('Pod in version "v1" cannot be handled as a Pod: ')
+    assert decoder_words in body["message"]
+    with pytest.raises(client.ApiException) as info:
+        pods_api.read(name)
+    assert info.value.status == 404
+
+
+def test_number_quantities_are_accepted_and_every_quantity_reads_back_canonical(pods_api) -> None:
+    name = pods_api.unique("numbers")
+    status, body = _create_raw(pods_api, name, container={"resources": {
+        "limits": {"cpu": 0.5, "memory": "2048Mi"}, "requests": {"cpu": 0.25, "memory": 268435456}}})
+    assert status == 201, body
+    assert body["spec"]["containers"][0]["resources"] == {
+        "limits": {"cpu": "500m", "memory": "2Gi"}, "requests": {"cpu": "250m", "memory": "268435456"}}
+    pods_api.core.delete_namespaced_pod(name, pods_api.namespace, grace_period_seconds=0)
+
+
+@pytest.mark.parametrize("case, container, meta, causes", [
+    ("negative", {"resources": {"limits": {"memory": "-1Gi"}}}, None, [
+        {"reason": "FieldValueInvalid", "message": 'Invalid value: "-1Gi": must be greater than or equal to 0',
+         "field": "spec.containers[0].resources.limits[memory]"},
+        {"reason": "FieldValueInvalid", "message": 'Invalid value: "-1Gi": must be greater than or equal to 0',
+         "field": "spec.containers[0].resources.requests[memory]"}]),
+    ("over-limit", {"resources": {"limits": {"memory": "1Gi"}, "requests": {"memory": "2Gi"}}}, None, [
+        {"reason": "FieldValueInvalid", "message": 'Invalid value: "2Gi": must be less than or equal to memory limit',
+         "field": "spec.containers[0].resources.requests"}]),
+    ("label-value", None, {"labels": {"team": "has space"}}, [
+        {"reason": "FieldValueInvalid", "field": "metadata.labels",
+         "message": 'Invalid value: "has space": a valid label must be an empty string or consist of alphanumeric '
+                    "characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
+                    "'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+                    "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"}]),
+    ("long-label", None, {"labels": {"team": "a" * 64}}, [
+        {"reason": "FieldValueInvalid", "field": "metadata.labels",
+         "message": f'Invalid value: "{"a" * 64}": must be no more than 63 characters'}]),
+    ("label-key", None, {"labels": {"bad key": "x"}}, [
+        {"reason": "FieldValueInvalid", "field": "metadata.labels",
+         "message": "Invalid value: \"bad key\": name part must consist of alphanumeric characters, '-', '_' or "
+                    "'.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  "
+                    "or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"}]),
+    ("annotation-key", None, {"annotations": {"bad key": "x"}}, [
+        {"reason": "FieldValueInvalid", "field": "metadata.annotations",
+         "message": "Invalid value: \"bad key\": name part must consist of alphanumeric characters, '-', '_' or "
+                    "'.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  "
+                    "or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"}]),
+    ("env-name", {"env": [{"name": "1 A", "value": "x"}]}, None, [
+        {"reason": "FieldValueInvalid", "field": "spec.containers[0].env[0].name",
+         "message": "Invalid value: \"1 A\": a valid environment variable name must consist of alphabetic "
+                    "characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  "
+                    "or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is "
+                    "'[-._a-zA-Z][-._a-zA-Z0-9]*')"}]),
+])
+def test_value_that_breaks_a_rule_is_422_with_the_real_cause(pods_api, case, container, meta, causes) -> None:
+    name = pods_api.unique(f"invalid-{case}")
+    status, body = _create_raw(pods_api, name, container=container, meta=meta)
+    assert status == 422, body
+    assert body["reason"] == "Invalid" and body["details"]["causes"] == causes
+    assert body["message"].startswith(f'Pod "{name}" is invalid: ')
+
+
 # -- what the runtime cannot run ------------------------------------------------------------
 
 def test_container_without_command_fails_with_config_error(pods_api) -> None:

@@ -1,4 +1,4 @@
-"""The pods subset of the Kubernetes API, served over plain HTTP on 127.0.0.1.
+"""The pods subset of the Kubernetes API, served over HTTPS on 127.0.0.1 to holders of its token.
 
 Every reply a client can branch on (status codes, Status bodies, watch framing, deletion
 semantics, binding conflicts) follows kube-apiserver v1.20, which the contract tests run
@@ -10,28 +10,32 @@ from __future__ import annotations
 
 import base64
 import copy
-import http.client
 import json
 import logging
 import random
 import re
+import secrets
 import socket
-import ssl
 import threading
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from crossdock.kubernetes.local_runtime import errors
+from crossdock.kubernetes.local_runtime.auth import BearerAuth, unauthorized
 from crossdock.kubernetes.local_runtime.errors import ApiError, bad_request, not_found
 from crossdock.kubernetes.local_runtime.faults import AgentHooks, ApiFaults
 from crossdock.kubernetes.local_runtime.http_server import QuietHTTPServer
+from crossdock.kubernetes.local_runtime.log_proxy import proxy_pod_log
 from crossdock.kubernetes.local_runtime.patch import apply_patch
 from crossdock.kubernetes.local_runtime.selector import GENERIC_FIELDS, POD_FIELDS, FieldSelector, LabelSelector
 from crossdock.kubernetes.local_runtime.store import ObjectStore, now_rfc3339
 from crossdock.kubernetes.local_runtime.table import pods_table, wants_table
+from crossdock.kubernetes.local_runtime.tls import server_context
 from crossdock.kubernetes.local_runtime.validation import (
     DNS1123_LABEL, LABEL_MESSAGE, default_pod, prune_object, qos_class, validate_object_name, validate_pod,
+    validate_pod_update,
 )
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,6 @@ SERVER_VERSION = {
 MIN_WATCH_SECONDS = 1800
 GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 GENERATE_NAME_LENGTH = 5
-LOG_PROXY_TIMEOUT = 30.0
 DEFAULT_NAMESPACE = "default"
 
 RESOURCES = {
@@ -90,10 +93,17 @@ _MUTABLE_META = ("labels", "annotations", "finalizers", "ownerReferences")
 
 
 class ApiServer:
-    """The local pods API: a ThreadingHTTPServer around an :class:`ObjectStore`."""
+    """The local pods API: a ThreadingHTTPServer around an :class:`ObjectStore`.
+
+    Every request but a health probe must carry ``token`` (random when not given); with
+    ``tls`` (certificate and key files) it serves HTTPS, which kubectl needs to send it.
+    """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, store: ObjectStore | None = None,
-                 agent_hooks: AgentHooks | None = None) -> None:
+                 agent_hooks: AgentHooks | None = None, token: str | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        self.auth = BearerAuth(token or secrets.token_urlsafe(32))
+        self.scheme = "https" if tls else "http"
         self.store = store or ObjectStore()
         self.faults = ApiFaults()
         self.agent_hooks = agent_hooks
@@ -102,13 +112,13 @@ class ApiServer:
         self._stop = threading.Event()
         self._ensure_namespace(DEFAULT_NAMESPACE)
         handler = type("BoundHandler", (_Handler,), {"api": self})
-        self.httpd = QuietHTTPServer((host, port), handler)
+        self.httpd = QuietHTTPServer((host, port), handler, ssl_context=server_context(*tls) if tls else None)
         self.host, self.port = self.httpd.server_address[:2]
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> "ApiServer":
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
@@ -178,6 +188,7 @@ class ApiServer:
             if status_only:
                 old["status"] = new.get("status") or {}
                 return old
+            validate_pod_update(new)
             new_meta = new.get("metadata") or {}
             for key in _MUTABLE_META:
                 if new_meta.get(key):
@@ -403,6 +414,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path.rstrip("/") or "/"
         query = {key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
         try:
+            if not self.api.auth.permits(path, self.headers):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                raise unauthorized()
             if path.startswith("/_crossdock/faults"):
                 self._faults(method, path)
                 return
@@ -568,7 +582,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.api.bind_pod(namespace, name, self._body())
             return self._send_json(201, errors.success(201))
         if sub == "log" and method == "GET":
-            return self._pod_log(namespace, name, query)
+            return proxy_pod_log(self, namespace, name, query)
         raise ApiError(405, "the server does not allow this method on the requested resource")
 
     def _r_bindings(self, method: str, query: dict[str, str], namespace: str) -> None:
@@ -578,56 +592,6 @@ class _Handler(BaseHTTPRequestHandler):
         name = (body.get("metadata") or {}).get("name", "")
         self.api.bind_pod(namespace, name, body)
         self._send_json(201, errors.success(201))
-
-    def _pod_log(self, namespace: str, name: str, query: dict[str, str]) -> None:
-        pod = self.api.store.get("pods", namespace, name)
-        containers = [c["name"] for c in pod["spec"].get("containers", [])]
-        container = query.get("container")
-        if not container:
-            if len(containers) != 1:
-                raise bad_request(f"a container name must be specified for pod {name}, "
-                                  f"choose one of: [{' '.join(containers)}]")
-            container = containers[0]
-        elif container not in containers:
-            raise bad_request(f"container {container} is not valid for pod {name}")
-        node_name = pod["spec"].get("nodeName")
-        if not node_name:
-            self._start_stream("text/plain")
-            self._end_stream()
-            return
-        try:
-            node = self.api.store.get("nodes", "", node_name)
-        except ApiError:
-            raise not_found("pods", node_name) from None  # the real server words it so
-        host, port = _kubelet_address(node)
-        params = {k: v for k, v in query.items() if k in ("tailLines", "follow", "timestamps",
-                                                          "limitBytes", "sinceSeconds", "previous")}
-        url = f"/containerLogs/{namespace}/{name}/{container}" + (f"?{urlencode(params)}" if params else "")
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        connection = http.client.HTTPSConnection(host, port, timeout=LOG_PROXY_TIMEOUT, context=context)
-        try:
-            try:
-                connection.request("GET", url)
-                response = connection.getresponse()
-            except OSError as exc:
-                raise ApiError(500, f'Get "https://{host}:{port}{url}": {exc}') from None
-            if response.status != 200:
-                text = response.read(1024).decode("utf-8", "replace").strip()
-                raise ApiError(response.status, text or f"kubelet answered {response.status}")
-            self._start_stream("text/plain")
-            try:
-                while True:
-                    data = response.read1(65536)
-                    if not data:
-                        break
-                    self._chunk(data)
-                self._end_stream()
-            except OSError:
-                self.close_connection = True
-        finally:
-            connection.close()
 
     # -- namespaces and nodes -----------------------------------------------------------
     def _r_cluster_all(self, method: str, query: dict[str, str], resource: str) -> None:
@@ -717,13 +681,3 @@ class _Handler(BaseHTTPRequestHandler):
                                     signal_number=int(body.get("signal", 9)))
             return self._send_json(200 if killed else 404, {"killed": killed})
         raise ApiError(404, f"unknown fault hook {action!r}")
-
-
-def _kubelet_address(node: dict[str, Any]) -> tuple[str, int]:
-    status = node.get("status") or {}
-    addresses = status.get("addresses") or []
-    host = next((a["address"] for a in addresses if a.get("type") == "InternalIP"), None) or "127.0.0.1"
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-    if not port:
-        raise ApiError(500, f"node {node['metadata']['name']} has no kubelet endpoint")
-    return host, int(port)

@@ -3,7 +3,8 @@
 The folder (``<state_dir>/pods/<uid>/``) is the source of truth, not the agent's memory:
 ``plan.json`` says what was started, ``started.json`` that it started, ``result.json`` how
 it ended, ``reported`` that the API server was told. An agent restarted after a crash
-rebuilds everything from there.
+rebuilds everything from there. Every file and the folder are owner-only: a plan holds
+the pod's environment, secret values included, and the log whatever the task printed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from crossdock.kubernetes.local_runtime import shim
 from crossdock.kubernetes.local_runtime.launch import LaunchPlan
+from crossdock.kubernetes.local_runtime.private_files import open_private, private_dir, touch_private, write_private
 from crossdock.processes import pid_alive
 
 SHIM_PATH = shim.__file__
@@ -40,9 +42,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data))
 
 
 #: Read end of this process's lifeline pipe once pods are tied to it (see below).
@@ -161,26 +161,26 @@ class Container:
     # -- process ---------------------------------------------------------------------
     def start(self, plan: LaunchPlan) -> None:
         """Start the shim; clears the outcome of an earlier run (a restart of the container)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         for stale in ("started.json", "result.json", "oom", "shim.pid"):
             (self.dir / stale).unlink(missing_ok=True)
-        (self.dir / "plan.json").write_text(plan.to_json(), encoding="utf-8")
-        self.log_path.touch()
+        write_private(self.dir / "plan.json", plan.to_json())
+        touch_private(self.log_path)
         if self.pool is not None:
             self._shim = self.pool.take()
-            (self.dir / "shim.pid").write_text(str(self._shim.pid), encoding="utf-8")
+            write_private(self.dir / "shim.pid", str(self._shim.pid))
             assert self._shim.stdin is not None
             self._shim.stdin.write(str(self.dir).encode() + b"\n")
             self._shim.stdin.close()
             return
-        errors = open(self.dir / "shim.err", "ab")
+        errors = os.fdopen(open_private(self.dir / "shim.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
         try:
             argv, lifeline = _shim_argv(str(self.dir))
             self._shim = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=errors, stderr=errors,
                                           start_new_session=True, close_fds=True, pass_fds=lifeline)
         finally:
             errors.close()
-        (self.dir / "shim.pid").write_text(str(self._shim.pid), encoding="utf-8")
+        write_private(self.dir / "shim.pid", str(self._shim.pid))
 
     def shim_alive(self) -> bool:
         if self._shim is not None:
@@ -239,7 +239,7 @@ class Container:
             return False
 
     def mark_oom(self) -> None:
-        (self.dir / "oom").touch()
+        touch_private(self.dir / "oom")
 
     def stop(self, grace_seconds: float) -> dict[str, Any] | None:
         """SIGTERM, then SIGKILL after the grace period, as a kubelet stops a container."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
+import os
+import pwd
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -20,6 +22,12 @@ from kubernetes.utils.quantity import parse_quantity
 BASE_CONTAINER = "base"
 #: Without a cpu limit the process keeps the agent's priority; below one core it is niced.
 MAX_NICE = 19
+
+#: The agent's variables a pod's process starts with, as a container gets PATH and the
+#: locale from its image; nothing else of the agent's environment (its credentials,
+#: configuration overrides, tokens) ever reaches a pod.
+BASE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "TZ")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 
@@ -57,7 +65,7 @@ def pick_container(pod: dict[str, Any]) -> dict[str, Any]:
     for container in containers:
         if container.get("name") == BASE_CONTAINER:
             return container
-    return containers[0]
+    return containers[0] if containers else {"name": BASE_CONTAINER}  # fails as "no command"
 
 
 def check_image(image: str, reject_patterns: list[str]) -> None:
@@ -67,11 +75,21 @@ def check_image(image: str, reject_patterns: list[str]) -> None:
                                  f'failed to pull and unpack image "{image}": not found')
 
 
+def _quantity(container: dict[str, Any], kind: str, resource: str) -> Any:
+    """A resource amount, or the config error a kubelet would give for one it cannot read."""
+    amount = ((container.get("resources") or {}).get(kind) or {})[resource]
+    try:
+        return parse_quantity(amount)
+    except (ValueError, TypeError, ArithmeticError):
+        raise ContainerConfigError(f'container "{container.get("name")}": resources.{kind}.{resource}: '
+                                   f'invalid quantity "{amount}"') from None
+
+
 def memory_limit(container: dict[str, Any]) -> int | None:
     limits = (container.get("resources") or {}).get("limits") or {}
     if "memory" not in limits:
         return None
-    return int(parse_quantity(limits["memory"]))
+    return int(_quantity(container, "limits", "memory"))
 
 
 def nice_for(container: dict[str, Any]) -> int:
@@ -79,7 +97,7 @@ def nice_for(container: dict[str, Any]) -> int:
     limits = (container.get("resources") or {}).get("limits") or {}
     if "cpu" not in limits:
         return 0
-    cores = float(parse_quantity(limits["cpu"]))
+    cores = float(_quantity(container, "limits", "cpu"))
     if cores >= 1:
         return 0
     return min(MAX_NICE, max(1, round((1 - cores) * 10)))
@@ -94,6 +112,17 @@ def expand(text: str, env: dict[str, str]) -> str:
         return env.get(match.group(1), match.group(0))
 
     return _VAR_REF.sub(replace, text)
+
+
+def base_environment() -> dict[str, str]:
+    """PATH (the agent's, else the usual default), HOME of the user pods run as, locale and TZ."""
+    env = {name: os.environ[name] for name in BASE_ENV_NAMES if os.environ.get(name)}
+    env.setdefault("PATH", DEFAULT_PATH)
+    try:
+        env["HOME"] = pwd.getpwuid(os.getuid()).pw_dir or "/"
+    except KeyError:
+        env["HOME"] = "/"
+    return env
 
 
 SecretReader = Callable[[str, str, str], dict[str, str] | None]
@@ -123,16 +152,20 @@ def _resource_ref(container: dict[str, Any], ref: dict[str, Any]) -> str:
         raise ContainerConfigError(f'unsupported resourceFieldRef resource "{resource}"')
     if name not in amounts:
         return "0"
-    divisor = parse_quantity(ref.get("divisor") or "1")
-    value = parse_quantity(amounts[name]) / divisor
+    try:
+        divisor = parse_quantity(ref.get("divisor") or "1")
+    except (ValueError, TypeError, ArithmeticError):
+        raise ContainerConfigError(f'resourceFieldRef "{resource}": invalid divisor "{ref.get("divisor")}"') from None
+    value = _quantity(container, kind, name) / divisor
     return str(int(-(-value // 1)))  # ceiling, as the kubelet rounds up
 
 
 def build_env(pod: dict[str, Any], container: dict[str, Any], *, read_source: SecretReader,
               node_ip: str) -> dict[str, str]:
-    """The container's environment from ``envFrom`` and ``env`` in order, later entries winning."""
+    """The base environment, then ``envFrom`` and ``env`` in order, later entries winning."""
     namespace = (pod.get("metadata") or {}).get("namespace", "default")
-    env: dict[str, str] = {"HOSTNAME": (pod.get("metadata") or {}).get("name", "")}
+    env = base_environment()
+    env["HOSTNAME"] = (pod.get("metadata") or {}).get("name", "")
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix") or ""
         for kind, ref_key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
@@ -148,7 +181,10 @@ def build_env(pod: dict[str, Any], container: dict[str, Any], *, read_source: Se
     for item in container.get("env") or []:
         name = item.get("name", "")
         if "valueFrom" not in item or item.get("valueFrom") is None:
-            env[name] = expand(item.get("value") or "", env)
+            value = item.get("value")
+            if value is not None and not isinstance(value, str):
+                raise ContainerConfigError(f'env "{name}": value must be a string, not {type(value).__name__}')
+            env[name] = expand(value or "", env)
             continue
         source = item["valueFrom"]
         if source.get("fieldRef"):

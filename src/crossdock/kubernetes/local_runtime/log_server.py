@@ -4,6 +4,9 @@ Any API server (ours or a real one) reads a pod's log from the node it runs on a
 ``GET /containerLogs/{namespace}/{pod}/{container}``, found through the Node's
 ``status.daemonEndpoints.kubeletEndpoint``; serving that is what makes ``kubectl logs``
 work against a real kube-apiserver too.
+
+Nothing is served without authentication (see :class:`EndpointAuth`): the fault hooks
+kill pods and the logs may hold anything a task printed.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import socket
 import ssl
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from crossdock.kubernetes.local_runtime.auth import BearerAuth, client_token, load_or_create_token, unauthorized
 from crossdock.kubernetes.local_runtime.http_server import QuietHTTPServer
 
 log = logging.getLogger(__name__)
@@ -60,13 +65,47 @@ def tail_bytes(path: Path, lines: int) -> bytes:
     return b"\n".join(kept) + (b"\n" if trailing and kept else b"")
 
 
+@dataclass(frozen=True)
+class EndpointAuth:
+    """Who may call the endpoint, as a kubelet decides it.
+
+    :param bearer: the token the agent uses with its API server; our API server sends it.
+    :param client_ca: also accept TLS client certificates signed by this CA (how a real
+        kube-apiserver given ``--kubelet-client-certificate`` authenticates to a kubelet).
+    :param anonymous_log_reads: serve ``/containerLogs`` to anyone (for an API server that
+        presents no credentials to kubelets); stats and fault hooks stay authenticated.
+    """
+
+    bearer: BearerAuth
+    client_ca: Path | None = None
+    anonymous_log_reads: bool = False
+
+
+def endpoint_auth_for(api_client: Any, state_dir: Path, *, client_ca_file: str | None = None,
+                      anonymous_log_reads: bool | None = None) -> EndpointAuth:
+    """The agent's endpoint accepts the token it uses itself (else one kept in ``state_dir``)."""
+    from crossdock.configuration import conf
+    from crossdock.kubernetes.local_runtime.settings import SECTION
+
+    if client_ca_file is None:
+        client_ca_file = conf.getstr(SECTION, "kubelet_client_ca_file")
+    if anonymous_log_reads is None:
+        anonymous_log_reads = conf.getboolean(SECTION, "kubelet_anonymous_log_reads")
+    token = client_token(api_client) or load_or_create_token(state_dir)
+    return EndpointAuth(bearer=BearerAuth(token), client_ca=Path(client_ca_file).expanduser() if client_ca_file
+                        else None, anonymous_log_reads=anonymous_log_reads)
+
+
 class KubeletEndpoint:
-    def __init__(self, *, source: LogSource, host: str, port: int, cert: Path, key: Path) -> None:
-        handler = type("BoundKubeletHandler", (_Handler,), {"source": source})
-        self.httpd = QuietHTTPServer((host, port), handler)
+    def __init__(self, *, source: LogSource, host: str, port: int, cert: Path, key: Path,
+                 auth: EndpointAuth) -> None:
+        handler = type("BoundKubeletHandler", (_Handler,), {"source": source, "auth": auth})
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert), str(key))
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        if auth.client_ca is not None:
+            context.verify_mode = ssl.CERT_OPTIONAL
+            context.load_verify_locations(cafile=str(auth.client_ca))
+        self.httpd = QuietHTTPServer((host, port), handler, ssl_context=context)
         self.host, self.port = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="kubelet-endpoint", daemon=True)
@@ -82,7 +121,20 @@ class KubeletEndpoint:
 
 class _Handler(BaseHTTPRequestHandler):
     source: LogSource
+    auth: EndpointAuth
     protocol_version = "HTTP/1.1"
+
+    def _authenticated(self, *, log_read: bool) -> bool:
+        """True, or a 401 Status has been sent (the body, if any, read first)."""
+        if self.auth.bearer.accepts(self.headers):
+            return True
+        if self.auth.client_ca is not None and self.connection.getpeercert():
+            return True  # a certificate only verifies against the configured CA
+        if log_read and self.auth.anonymous_log_reads and self.headers.get("Authorization") is None:
+            return True
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._reply(401, json.dumps(unauthorized().status()), "application/json")
+        return False
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         log.debug("%s " + format, self.address_string(), *args)
@@ -100,6 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self) -> None:
+        if not self._authenticated(log_read=False):
+            return
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}") if length else {}
@@ -114,6 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
+        if not self._authenticated(log_read=parts.path.startswith("/containerLogs/")):
+            return
         if parts.path.rstrip("/") == "/_crossdock/stats":
             return self._reply(200, json.dumps(self.source.stats()), "application/json")
         segments = parts.path.strip("/").split("/")

@@ -9,10 +9,13 @@ from kubernetes import client
 
 from crossdock.configuration import conf
 from crossdock.kubernetes.local_runtime.api_server import ApiServer
+from crossdock.kubernetes.local_runtime.auth import load_or_create_token
 from crossdock.kubernetes.local_runtime.kubeconfig import write_kubeconfig
 from crossdock.kubernetes.local_runtime.node_agent import NodeAgent
+from crossdock.kubernetes.local_runtime.private_files import private_dir
 from crossdock.kubernetes.local_runtime.settings import SECTION, reject_image_patterns
 from crossdock.kubernetes.local_runtime.store import ObjectStore
+from crossdock.kubernetes.local_runtime.tls import ensure_self_signed
 
 KUBECONFIG_NAME = "kubeconfig"
 API_STATE_DIR = "api"
@@ -21,10 +24,12 @@ AGENT_STATE_DIR = "agent"
 
 @dataclass
 class LocalRuntime:
-    """A running local runtime. ``url`` and ``kubeconfig_path`` are what clients need."""
+    """A running local runtime. ``url`` and ``kubeconfig_path`` (which holds ``token``) are what clients need."""
 
     url: str
     kubeconfig_path: Path
+    token: str = field(default="", repr=False)
+    ca_cert: Path | None = None
     api: ApiServer | None = None
     agent: NodeAgent | None = None
     _stopped: bool = field(default=False, repr=False)
@@ -33,6 +38,9 @@ class LocalRuntime:
         """A fresh official client configured for this runtime."""
         configuration = client.Configuration()
         configuration.host = self.url
+        configuration.api_key = {"BearerToken": f"Bearer {self.token}"}
+        if self.ca_cert is not None:
+            configuration.ssl_ca_cert = str(self.ca_cert)
         return client.ApiClient(configuration)
 
     def stop(self, *, kill_pods: bool = True) -> None:
@@ -51,19 +59,23 @@ def start_local_runtime(*, state_dir: Path | str, port: int = 0, host: str | Non
                         history_limit: int | None = None) -> LocalRuntime:
     """Start the pods API on ``host:port`` (0 = any free port) and, unless told not to, a node agent.
 
-    :param state_dir: where the API keeps its objects and the agent its pods and logs.
+    :param state_dir: where the API keeps its objects and token (made on first start, kept
+        after) and the agent its pods and logs; owner-only (0700).
     :param with_agent: also start a node agent that runs the pods as local processes.
     :param node_name: node the agent registers (default from ``[kubernetes_local_runtime]``).
     :param reject_images: image patterns reported as ErrImagePull (default from config).
     :param kubeconfig_path: where to write the kubeconfig (default ``<state_dir>/kubeconfig``).
     """
-    state = Path(state_dir)
+    state = private_dir(state_dir)
     host = host or conf.getstr(SECTION, "host")
     history = history_limit if history_limit is not None else conf.getint(SECTION, "history_limit")
+    token = load_or_create_token(state / API_STATE_DIR)
+    cert, key = ensure_self_signed(private_dir(state / API_STATE_DIR / "tls"), name="apiserver", hosts=(host,))
     store = ObjectStore(history_limit=history, state_dir=state / API_STATE_DIR)
-    api = ApiServer(host=host, port=port, store=store).start()
-    runtime = LocalRuntime(url=api.url, kubeconfig_path=Path(kubeconfig_path or state / KUBECONFIG_NAME), api=api)
-    write_kubeconfig(runtime.kubeconfig_path, server=api.url)
+    api = ApiServer(host=host, port=port, store=store, token=token, tls=(cert, key)).start()
+    runtime = LocalRuntime(url=api.url, kubeconfig_path=Path(kubeconfig_path or state / KUBECONFIG_NAME), api=api,
+                           token=token, ca_cert=cert)
+    write_kubeconfig(runtime.kubeconfig_path, server=api.url, token=token, ca_cert=cert)
     if with_agent:
         try:
             runtime.agent = start_node_agent(api_client=runtime.api_client(), state_dir=state,
@@ -78,7 +90,11 @@ def start_local_runtime(*, state_dir: Path | str, port: int = 0, host: str | Non
 def start_node_agent(*, state_dir: Path | str, api_client: client.ApiClient | None = None,
                      kubeconfig: str | None = None, node_name: str | None = None,
                      reject_images: list[str] | None = None, namespace: str | None = None) -> NodeAgent:
-    """Start a node agent against any API server (ours through ``api_client``, or a kubeconfig)."""
+    """Start a node agent against any API server (ours through ``api_client``, or a kubeconfig).
+
+    Its own endpoint (logs, stats, fault hooks) accepts the bearer token the agent itself
+    uses with the API server, which is what our API server sends when it fetches a log.
+    """
     return NodeAgent(api_client=api_client, kubeconfig=kubeconfig,
                      node_name=node_name or conf.getstr(SECTION, "node_name"),
                      state_dir=Path(state_dir) / AGENT_STATE_DIR, namespace=namespace,

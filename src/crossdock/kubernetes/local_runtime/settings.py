@@ -27,6 +27,13 @@ register_defaults(SECTION, {
                             "Comma-separated fnmatch patterns of images reported as ErrImagePull."),
     "history_limit": Option(DEFAULT_HISTORY_LIMIT, "int",
                             "Watch events kept before older resource versions answer 410 Gone."),
+    "kubelet_client_ca_file": Option("", "str",
+                                     "CA file: the node agent's endpoint also accepts client certificates it "
+                                     "signed (set a real API server's --kubelet-client-certificate from it)."),
+    "kubelet_anonymous_log_reads": Option(False, "bool",
+                                          "Serve container logs from the node agent's endpoint without "
+                                          "credentials, for an API server that presents none to nodes; "
+                                          "stats and fault hooks stay authenticated."),
 })
 
 

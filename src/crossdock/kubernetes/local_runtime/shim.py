@@ -6,6 +6,8 @@ process group, enforces the memory limit by watching the group's resident memory
 kills it with the OOM verdict the kernel's cgroup killer would give), and writes the
 outcome to ``POD_DIR/result.json``. Because it outlives the node agent, a pod that
 finishes while the agent is down still has its exit code when the agent comes back.
+The process gets exactly the plan's environment (the agent's own is never passed on)
+and the usual umask 022; the shim's own files are 0600.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ RESCAN_EVERY = 10
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 #: Exit code of a start failure, as container runtimes report it.
 START_ERROR_EXIT_CODE = 128
+#: What a container's process starts with, as a container runtime's default.
+CONTAINER_UMASK = 0o022
 
 
 def now() -> str:
@@ -103,20 +107,24 @@ def main(pod_dir: str, lifeline_fd: int | None = None) -> int:
     with open(os.path.join(pod_dir, "plan.json"), encoding="utf-8") as handle:
         plan = json.load(handle)
     result_path = os.path.join(pod_dir, "result.json")
-    env = dict(os.environ)
-    env.update(plan["env"])
+    env = {str(key): str(value) for key, value in plan["env"].items()}
     cwd = plan.get("cwd")
-    log = open(plan["log_path"], "ab", buffering=0)
+    log = os.fdopen(os.open(plan["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab", buffering=0)
     started_at = now()
 
     def child_setup() -> None:
         os.setpgid(0, 0)
+        os.umask(CONTAINER_UMASK)
         if plan.get("nice"):
             os.nice(plan["nice"])
 
     try:
         if cwd:
-            os.makedirs(cwd, exist_ok=True)  # the container runtime creates a missing workingDir
+            previous = os.umask(CONTAINER_UMASK)
+            try:
+                os.makedirs(cwd, exist_ok=True)  # the container runtime creates a missing workingDir
+            finally:
+                os.umask(previous)
         child = subprocess.Popen(plan["argv"], env=env, cwd=cwd or None, stdin=subprocess.DEVNULL,
                                  stdout=log, stderr=log, preexec_fn=child_setup, close_fds=True)
     except OSError as exc:
@@ -172,6 +180,7 @@ def main(pod_dir: str, lifeline_fd: int | None = None) -> int:
 
 
 if __name__ == "__main__":
+    os.umask(0o077)  # result.json, started.json: the agent's state is owner-only
     target = sys.argv[1]
     if target == "-":  # a warm spare: wait for the pod folder; EOF means the agent is gone
         target = sys.stdin.readline().strip()

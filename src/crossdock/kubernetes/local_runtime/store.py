@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from crossdock.kubernetes.local_runtime.errors import already_exists, conflict, expired, not_found
+from crossdock.kubernetes.local_runtime.private_files import private_dir, write_private
 from crossdock.kubernetes.local_runtime.settings import DEFAULT_HISTORY_LIMIT
 
 #: Seconds between writes of the state file while changes keep coming.
@@ -94,10 +94,8 @@ class ObjectStore:
             data = {"resourceVersion": self._rv,
                     "objects": [{"resource": key[0], "object": obj} for key, obj in self._objects.items()]}
             self._dirty = False
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, self._path)
+        private_dir(self._path.parent)
+        write_private(self._path, json.dumps(data))
 
     def _snapshot_loop(self) -> None:
         while not self._closed:

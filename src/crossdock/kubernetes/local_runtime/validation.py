@@ -13,7 +13,8 @@ from typing import Any
 
 from kubernetes.client import models as client_models
 
-from crossdock.kubernetes.local_runtime.errors import invalid
+from crossdock.kubernetes.local_runtime.errors import bad_request, invalid
+from crossdock.kubernetes.pod_validation import canonical_quantity, pod_problems
 
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -82,8 +83,31 @@ def validate_object_name(name: str, field: str = "metadata.name") -> list[dict[s
     return causes
 
 
+def value_causes(pod: dict[str, Any]) -> list[dict[str, str]]:
+    """422 causes for labels, annotations, quantities and env; a 400 for a value that does not decode.
+
+    The real server decodes before it validates: a number where a string belongs or a
+    quantity that does not parse fails the request as a whole, with the decoder's words.
+    """
+    problems = pod_problems(pod)
+    for problem in problems:
+        if problem.decode:
+            raise bad_request(problem.decode_message())
+    return [_cause(p.field, "FieldValueTooLong" if p.message.startswith("Too long") else "FieldValueInvalid",
+                   p.message) for p in problems]
+
+
+def validate_pod_update(pod: dict[str, Any]) -> None:
+    """An update may change labels and annotations: the same value rules as on create."""
+    meta = pod.get("metadata") or {}
+    causes = value_causes({"metadata": meta})
+    if causes:
+        raise invalid("Pod", meta.get("name") or "", causes)
+
+
 def validate_pod(pod: dict[str, Any]) -> None:
-    """Raise a 422 listing every problem, or return when the pod may be stored."""
+    """Raise a 400 (undecodable value) or a 422 listing every problem, or return when the pod may be stored."""
+    value_problems = value_causes(pod)
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     name = meta.get("name") or ""
@@ -121,6 +145,7 @@ def validate_pod(pod: dict[str, Any]) -> None:
     if grace is not None and (not isinstance(grace, int) or grace < 0):
         causes.append(_invalid_value("spec.terminationGracePeriodSeconds", grace,
                                      "must be greater than or equal to 0"))
+    causes.extend(value_problems)
     if causes:
         raise invalid("Pod", name, causes)
 
@@ -158,7 +183,18 @@ def default_pod(pod: dict[str, Any]) -> dict[str, Any]:
             requests = resources.setdefault("requests", {})
             for key, amount in limits.items():
                 requests.setdefault(key, amount)
+        for kind in ("limits", "requests"):
+            if isinstance(resources.get(kind), dict):
+                resources[kind] = {key: _canonical(amount) for key, amount in resources[kind].items()}
     return pod
+
+
+def _canonical(amount: Any) -> Any:
+    """Quantities read back in the server's form (``0.5`` → ``"500m"``); a bad one is left for validation."""
+    try:
+        return canonical_quantity(amount)
+    except ValueError:
+        return amount
 
 
 def qos_class(pod: dict[str, Any]) -> str:
