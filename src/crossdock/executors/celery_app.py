@@ -83,6 +83,23 @@ CELERY_OPTIONS: dict[str, Option] = {
         "Seconds between pings of the workers running tasks; a task whose worker missed two "
         "pings in a row fails instead of waiting for a redelivery (on Redis that comes only "
         "after visibility_timeout). 0 turns the check off."),
+    "try_lease_renew_interval": _opt(
+        1.0, "float",
+        "Seconds between a worker's renewals of the claim of each try it runs (the try's lease); "
+        "0 turns leases off."),
+    "try_lease_timeout": _opt(
+        15.0, "float",
+        "Seconds a running try's lease may go unrenewed before the scheduler takes its worker "
+        "as dead and runs the try again, not charged to the task's retries. 0 turns the check off."),
+    "broker_loss_check_interval": _opt(
+        1.0, "float",
+        "Seconds between checks that a Redis broker and result backend still hold what was "
+        "written to them; one that came back empty has its unclaimed tries published again. "
+        "0 turns the check off."),
+    "republish_grace": _opt(
+        3.0, "float",
+        "Seconds after a Redis broker or backend came back empty before unclaimed tries are "
+        "published again: time for workers to write back the claims of tries they still run."),
     "execute_tasks_new_python_interpreter": _opt(
         False, "bool",
         "Run each task in a new Python interpreter instead of a fork of the warm worker process."),

@@ -12,6 +12,11 @@ with three differences that close the gaps where Airflow can lose or duplicate a
 * Workers claim the id in the result backend before running (see ``celery_claim``), so a
   redelivered message never runs a try twice; a revoked queued task is claimed as
   REVOKED here so that a late delivery cannot start it either.
+* Workers renew each claim while the try runs; a try whose lease stops moving lost its
+  worker and is reported as an infrastructure loss, which the scheduler does not charge
+  to the task's retries (``celery_try_lease``). A Redis broker that comes back empty has
+  the tries it lost published again (``celery_republish``). An outage of the broker or
+  backend is logged once when it starts and once when it ends (``celery_outage_log``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ from crossdock.executors.base_executor import PARALLELISM, BaseExecutor, Command
 from crossdock.executors.celery_app import EXECUTE_COMMAND_TASK, get_celery_app
 from crossdock.executors.task_signing import signature_kwargs
 from crossdock.runner.command import check_command_allowed
-from crossdock.executors.celery_claim import claim_task
+from crossdock.executors.celery_claim import claim_task, replace_own_claim
+from crossdock.executors.celery_outage_log import OutageLog
+from crossdock.executors.celery_republish import BrokerLossWatch
+from crossdock.executors.celery_try_lease import TryLeaseWatch
+from crossdock.executors.infrastructure_loss import InfrastructureLoss
 from crossdock.executors.celery_state_fetcher import TaskState, fetch_states
 from crossdock.executors.celery_worker import TaskLostError
 from crossdock.models.taskinstancekey import TaskInstanceKey
@@ -76,6 +85,11 @@ class CeleryExecutor(BaseExecutor):
         self.default_queue = conf.getstr("core", "default_queue")
         sync_parallelism = conf.getint("celery", "sync_parallelism")
         self._sync_parallelism = sync_parallelism or max(1, (_cpu_count() - 1))
+        self._outage = OutageLog(self.log, what=type(self).__name__)
+        self._leases = TryLeaseWatch(timeout=conf.getfloat("celery", "try_lease_timeout"))
+        self._loss_watch = BrokerLossWatch(check_interval=conf.getfloat("celery", "broker_loss_check_interval"),
+                                           grace=conf.getfloat("celery", "republish_grace"),
+                                           timeout=self.operation_timeout, log=self.log)
 
     # -- lifecycle -----------------------------------------------------------------------
     @property
@@ -163,14 +177,17 @@ class CeleryExecutor(BaseExecutor):
         self.task_publish_retries.pop(key, None)
         self.running.add(key)
         self.tasks[key] = task_id
+        self._loss_watch.record(key, task_id, command, queue)
+        self._outage.ok("broker")
         return None
 
     def _publish_failed(self, key: TaskInstanceKey, exc: Exception) -> None:
         tries = self.task_publish_retries.get(key, 0) + 1
         self.task_publish_retries[key] = tries
+        self._outage.failed("broker", _one_line(exc))
         if tries <= self.task_publish_max_retries:
-            self.log.warning("could not publish task %s (try %d of %d), will retry on the next heartbeat: %s",
-                             key, tries, self.task_publish_max_retries + 1, _one_line(exc))
+            self.log.debug("could not publish task %s (try %d of %d), will retry on the next heartbeat: %s",
+                           key, tries, self.task_publish_max_retries + 1, _one_line(exc))
             return
         self.log.error("giving up publishing task %s after %d tries: %s", key, tries, _one_line(exc))
         self.queued_tasks.pop(key, None)
@@ -193,15 +210,69 @@ class CeleryExecutor(BaseExecutor):
         try:
             found = fetch_states(self.app.backend, self.tasks.values())
         except Exception as exc:  # noqa: BLE001 - a backend outage must not crash the scheduler
-            self.log.warning("could not read task states from the result backend: %s", _one_line(exc))
+            self._outage.failed("result backend", _one_line(exc))
             return
+        self._outage.ok("result backend")
         started: dict[TaskInstanceKey, str] = {}
+        leased: dict[TaskInstanceKey, tuple[str, dict]] = {}
+        unclaimed: set[TaskInstanceKey] = set()
         for key, task_id in list(self.tasks.items()):
             task_state = found.get(task_id) or TaskState(states.PENDING)
             self.update_task_state(key, task_state)
             if task_state.state == states.STARTED and isinstance(task_state.meta, dict):
                 started[key] = task_state.meta.get("hostname")
+                leased[key] = (task_id, task_state.meta)
+            elif task_state.state == states.PENDING:
+                unclaimed.add(key)
         self._check_lost_workers(started)
+        self._check_leases(leased)
+        self._publish_lost_tries(unclaimed)
+
+    def _check_leases(self, leased: dict[TaskInstanceKey, tuple[str, dict]]) -> None:
+        """Report tries whose worker stopped renewing their lease as lost, not failed."""
+        expired = set(self._leases.expired({task_id: meta for task_id, meta in leased.values()}))
+        for key, (task_id, meta) in leased.items():
+            if task_id not in expired or key not in self.tasks:
+                continue
+            where = f"{meta.get('hostname')} (pid {meta.get('pid')})"
+            reason = InfrastructureLoss(
+                f"worker {where} stopped renewing the lease of this try (celery task id {task_id}) for "
+                f"{self._leases.timeout:.0f} s: the worker is gone; the try runs again, not charged to the "
+                f"task's retries")
+            try:
+                # Only over the dead worker's own claim: an outcome that just arrived stands.
+                decided = replace_own_claim(self.app.backend, task_id, claim=meta.get("claim") or "",
+                                            state=states.FAILURE, meta=TaskLostError(reason))
+            except Exception as exc:  # noqa: BLE001 - decide once the backend answers again
+                self._outage.failed("result backend", _one_line(exc))
+                continue
+            if not decided:
+                continue
+            self.log.warning("%s: %s", key, reason)
+            self.tasks.pop(key, None)
+            self._forget(key)
+            self.fail(key, reason)
+
+    def _publish_lost_tries(self, unclaimed: set[TaskInstanceKey]) -> None:
+        """Publish again the tries a Redis broker lost (see ``celery_republish``)."""
+        for service, error in self._loss_watch.check(self.app):
+            if error is None:
+                self._outage.ok(service)
+            else:
+                self._outage.failed(service, _one_line(error))
+        again = []
+        for key, sent in self._loss_watch.due(unclaimed):
+            try:
+                self.app.tasks[EXECUTE_COMMAND_TASK].apply_async(
+                    args=[sent.command], kwargs=signature_kwargs(sent.task_id, sent.command),
+                    queue=sent.queue, task_id=sent.task_id, retry=False, timeout=self.operation_timeout)
+            except Exception as exc:  # noqa: BLE001 - the broker is down again: next sync
+                self._outage.failed("broker", _one_line(exc))
+                self._loss_watch.publish_failed(key)
+                continue
+            again.append(f"{key} (celery task {sent.task_id})")
+        if again:
+            self.log.info("published again %d tries the broker lost: %s", len(again), ", ".join(again))
 
     def _check_lost_workers(self, started: dict[TaskInstanceKey, str | None]) -> None:
         """Fail tasks whose worker stopped answering, so none waits on a redelivery forever.
@@ -229,13 +300,14 @@ class CeleryExecutor(BaseExecutor):
         for key, host in started.items():
             if host and self._missed_pings.get(host, 0) >= LOST_WORKER_MISSED_PINGS:
                 task_id = self.tasks.pop(key, None)
-                reason = (f"worker {host} stopped answering while running this try (celery task id "
-                          f"{task_id}); the try is not run a second time")
+                reason = InfrastructureLoss(
+                    f"worker {host} stopped answering while running this try (celery task id {task_id}); "
+                    f"the try is run again, not charged to the task's retries")
                 if task_id:
                     try:
                         self.app.backend.mark_as_failure(task_id, TaskLostError(reason))
                     except Exception as exc:  # noqa: BLE001
-                        self.log.warning("could not record the lost task %s: %s", task_id, _one_line(exc))
+                        self._outage.failed("result backend", _one_line(exc))
                 self._forget(key)
                 self.fail(key, reason)
 
@@ -253,7 +325,8 @@ class CeleryExecutor(BaseExecutor):
         elif state in (states.FAILURE, states.REVOKED):
             self._forget(key)
             self.tasks.pop(key, None)
-            self.fail(key, task_state.reason)
+            lost = state == states.FAILURE and _lost_with_its_worker(task_state.meta)
+            self.fail(key, InfrastructureLoss(task_state.reason or "") if lost else task_state.reason)
         elif state == states.STARTED:
             pending = self.event_buffer.get(key)
             if pending is not None and pending[0] == TaskInstanceState.QUEUED:
@@ -266,6 +339,7 @@ class CeleryExecutor(BaseExecutor):
         # PENDING, RECEIVED, RETRY: nothing new to report.
 
     def _forget(self, key: TaskInstanceKey) -> None:
+        self._loss_watch.forget(key)
         self._assigned_ids.pop(key, None)
         self.task_publish_retries.pop(key, None)
         self._reported_running.discard(key)
@@ -343,6 +417,16 @@ class CeleryExecutor(BaseExecutor):
             self.log.info("  celery task %s: %s", task_id, key)
         for key, tries in self.task_publish_retries.items():
             self.log.info("  publish failed %d times: %s", tries, key)
+
+
+#: Failures that say the try's worker (or its pool process) died, not that the try failed.
+_LOST_WITH_WORKER = frozenset({"TaskLostError", "WorkerLostError"})
+
+
+def _lost_with_its_worker(result: object) -> bool:
+    if isinstance(result, dict):
+        return result.get("exc_type") in _LOST_WITH_WORKER
+    return type(result).__name__ in _LOST_WITH_WORKER
 
 
 def _cpu_count() -> int:

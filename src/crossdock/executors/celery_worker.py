@@ -24,7 +24,8 @@ from celery import states
 from celery.exceptions import Ignore
 
 from crossdock.configuration import conf
-from crossdock.executors.celery_claim import claim_task
+from crossdock.executors.celery_claim import claim_task, new_claim_token
+from crossdock.executors.celery_claim_keeper import claim_keeper
 from crossdock.runner.command import InvalidCommandError, check_command_allowed, is_task_command
 
 log = logging.getLogger("crossdock.executors.celery_worker")
@@ -47,8 +48,12 @@ class TaskLostError(Exception):
 
 def register_tasks(app: Any) -> Any:
     """Register ``crossdock.execute_command`` on ``app`` and return the task."""
+    # The task stores its own outcome (see ClaimKeeper.settle), so Celery stores none on
+    # success; it still stores errors raised before or instead of an outcome (a refused
+    # command, a lost pool process) and a failure's second, identical copy.
     return app.task(name=EXECUTE_COMMAND_TASK, bind=True, acks_late=app.conf.task_acks_late,
-                    track_started=False)(execute_command)
+                    track_started=False, ignore_result=True,
+                    store_errors_even_if_ignored=True)(execute_command)
 
 
 def execute_command(task: Any, command: Sequence[str], signature: str | None = None) -> dict[str, Any]:
@@ -69,17 +74,36 @@ def execute_command(task: Any, command: Sequence[str], signature: str | None = N
         log.error("celery task %s on %s: %s", task_id, hostname, exc)
         raise
     started_at = time.time()
-    claim = claim_task(task.backend, task_id, meta={"hostname": hostname, "pid": os.getpid(),
-                                                    "started_at": started_at})
+    token = new_claim_token()
+    started = {"hostname": hostname, "pid": os.getpid(), "started_at": started_at, "claim": token,
+               "renewed_at": started_at}
+    claim = claim_task(task.backend, task_id, meta=started)
     if not claim.won:
         _handle_duplicate_delivery(task, claim, hostname=hostname)
+    keeper = claim_keeper(task.backend)
+    keeper.hold(task_id, token, started)
     log.info("celery task %s on %s: running %s", task_id, hostname, command)
-    result = _run(list(command), key=task_id)
+    try:
+        result = _run(list(command), key=task_id)
+    except BaseException:
+        keeper.release(task_id)  # Celery records what stopped the try
+        raise
     if result.exit_code != 0:
         reason = result.reason or f"exit code {result.exit_code}"
-        raise CommandFailedError(f"task command failed on {hostname} (celery task id {task_id}): {reason}")
-    return {"exit_code": result.exit_code, "duration": round(result.duration, 3), "started_at": started_at,
+        outcome_state, outcome = states.FAILURE, CommandFailedError(
+            f"task command failed on {hostname} (celery task id {task_id}): {reason}")
+    else:
+        outcome_state, outcome = states.SUCCESS, {
+            "exit_code": result.exit_code, "duration": round(result.duration, 3), "started_at": started_at,
             "hostname": hostname, "pid": os.getpid()}
+    # The keeper stores the outcome over the claim, retrying while the backend is down:
+    # Celery's own write would give up, and finished work would be recorded FAILURE and
+    # run again.
+    if not keeper.settle(task_id, token, outcome_state, outcome):
+        raise Ignore()  # decided elsewhere (lost, revoked): nothing more to record
+    if outcome_state == states.FAILURE:
+        raise outcome
+    return outcome
 
 
 def _run(command: list[str], *, key: str) -> Any:

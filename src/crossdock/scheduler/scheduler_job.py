@@ -729,6 +729,20 @@ class SchedulerJob:
                             hostname=ti.hostname or hostname, pid=ti.pid or pid)
             return 1
         reason = _reason_text(info) or f"task failed ({state})"
+        from crossdock.executors.infrastructure_loss import is_infrastructure_loss
+
+        # A try lost with its worker or node is run again without spending a retry, as a
+        # try stuck in queued is; a task that keeps killing its workers is charged after
+        # num_stuck_in_queued_retries such losses (counted while this scheduler runs).
+        losses = getattr(ti, "_uncharged_losses", 0)
+        if is_infrastructure_loss(info) and losses < self._stuck_retries:
+            ti._uncharged_losses = losses + 1
+            log.warning("try %s of %s was lost with its worker (%s); running it again, not charged to "
+                        "its retries", ti.try_number, key.primary, reason)
+            self._set_state(run, ti, S.SCHEDULED, start_date=start, end_date=now, duration=duration,
+                            failure_reason=reason, max_tries=ti.max_tries + 1)
+            self._push_ready(ti)
+            return 1
         if ti.try_number <= ti.max_tries:
             task = run.dag.tasks.get(ti.task_id)
             delay = task.retry_delay_for(ti.try_number) if task else 0.0
