@@ -57,8 +57,28 @@ def test_flower_options_and_config_defaults(crossdock_home, monkeypatch):
     monkeypatch.setenv("CROSSDOCK__CELERY__FLOWER_BASIC_AUTH", "admin:secret")
     conf.reload()
     argv = flower_argv(parse("flower", "--port", "5600", "--url-prefix", "flower"))
-    assert argv == ["flower", "--address=0.0.0.0", "--port=5600", "--url_prefix=flower",
+    assert argv == ["flower", "--address=127.0.0.1", "--port=5600", "--url_prefix=flower",
                     "--basic_auth=admin:secret"]
+
+
+def test_flower_listens_on_loopback_by_default_and_needs_no_auth_there(crossdock_home):
+    assert flower_argv(parse("flower")) == ["flower", "--address=127.0.0.1", "--port=5555"]
+    assert flower_argv(parse("flower", "--hostname", "::1"))[1] == "--address=::1"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "flower.example.internal", "::"])
+def test_flower_refuses_to_listen_elsewhere_without_basic_auth(crossdock_home, monkeypatch, host):
+    with pytest.raises(CliError, match=f"refusing to start Flower on {host} without authentication"):
+        flower_argv(parse("flower", "--hostname", host))
+    monkeypatch.setenv("CROSSDOCK__CELERY__FLOWER_HOST", host)
+    conf.reload()
+    with pytest.raises(CliError, match="flower_basic_auth"):
+        flower_argv(parse("flower"))
+    # basic auth, or an explicit override for a proxy that authenticates, lets it start
+    assert flower_argv(parse("flower", "--basic-auth", "ops:pw"))[-1] == "--basic_auth=ops:pw"
+    monkeypatch.setenv("CROSSDOCK__CELERY__FLOWER_ALLOW_UNAUTHENTICATED", "True")
+    conf.reload()
+    assert flower_argv(parse("flower"))[1] == f"--address={host}"
 
 
 def test_stop_terminates_the_worker_in_the_pid_file_and_removes_the_file(tmp_path, capsys):

@@ -180,7 +180,24 @@ def flower_argv(args: Any) -> list[str]:
     basic_auth = args.basic_auth if args.basic_auth is not None else conf.getstr("celery", "flower_basic_auth")
     if basic_auth:
         argv.append(f"--basic_auth={basic_auth}")
+    elif not _is_loopback(host) and not conf.getboolean("celery", "flower_allow_unauthenticated"):
+        # Flower can revoke and terminate tasks and shut workers down: reachable from
+        # elsewhere, it must ask who is there (design principle 8).
+        raise CliError(f"refusing to start Flower on {host} without authentication: set [celery] "
+                       f"flower_basic_auth (or --basic-auth USER:PASSWORD), listen on 127.0.0.1, or set "
+                       f"[celery] flower_allow_unauthenticated = True if a proxy in front authenticates")
     return argv
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def flower(args: Any) -> int:

@@ -1,4 +1,9 @@
-"""``crossdock config get|list``: what crossdock reads, after env overrides and defaults."""
+"""``crossdock config get|list``: what crossdock reads, after env overrides and defaults.
+
+``list`` shows secrets masked (passwords inside URLs, secret-named keys; see
+:mod:`crossdock.config_secrets`), since its output ends up in terminals, tickets and
+screen shares. ``get`` names one key explicitly and prints its real value.
+"""
 
 from __future__ import annotations
 
@@ -27,10 +32,13 @@ def list_config(args) -> int:
             write_default_config(path)
             sys.stdout.write(path.read_text())
         return 0
+    from crossdock.config_secrets import mask_setting
+
     print(f"# config file: {config_file_path()}")
+    print("# secrets are masked; 'crossdock config get SECTION KEY' prints one value as it is")
     for section, values in conf.as_dict().items():
         print(f"[{section}]")
         for key, value in values.items():
-            print(f"{key} = {value}")
+            print(f"{key} = {mask_setting(section, key, value)}")
         print()
     return 0

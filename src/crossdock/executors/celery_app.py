@@ -112,7 +112,12 @@ CELERY_OPTIONS: dict[str, Option] = {
     "extra_celery_config": _opt("{}", "json",
                                 "JSON object of further Celery settings, applied last (serializers "
                                 "stay JSON)."),
-    "flower_host": _opt("0.0.0.0", "str", "Address Flower listens on."),
+    "flower_host": _opt("127.0.0.1", "str",
+                        "Address Flower listens on. Another address needs flower_basic_auth (or "
+                        "flower_allow_unauthenticated = True): Flower can revoke tasks and stop workers."),
+    "flower_allow_unauthenticated": _opt(False, "bool",
+                                         "Let Flower listen on a non-loopback address without basic auth "
+                                         "(for a proxy that authenticates in front of it)."),
     "task_signing_key": _opt("", "str",
                              "Secret shared by the scheduler and the workers. When set, the executor signs "
                              "every task message (HMAC-SHA256 over task id and command) and a worker "

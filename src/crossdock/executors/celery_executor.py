@@ -441,15 +441,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _redact(url: Any) -> str:
-    """A URL without its password, for logs."""
-    from urllib.parse import urlsplit, urlunsplit
+    """A URL without its password, for logs (the same masking as ``config list``)."""
+    from crossdock.config_secrets import redact_url
 
-    text = str(url)
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return text
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return text
+    return redact_url(str(url))

@@ -207,7 +207,8 @@ class EmbeddedWorkers:
     """Worker processes started by this process, e.g. for ``crossdock standalone``.
 
     Each is a real ``crossdock celery worker`` in its own process group, with this
-    process's environment (so the same ``CROSSDOCK_HOME`` and configuration).
+    process's environment less the metadata database settings (so the same ``CROSSDOCK_HOME``
+    and configuration, but no database credentials).
     """
 
     def __init__(self, processes: list[subprocess.Popen], hostnames: list[str], ready_files: list[Path],
@@ -290,7 +291,10 @@ def start_embedded_workers(*, queues: list[str], concurrency: int, count: int = 
 
     state_dir = Path(tempfile.mkdtemp(prefix="crossdock-workers-"))
     processes, hostnames, ready_files, pid_files = [], [], [], []
-    child_env = {**os.environ, **(env or {})}
+    from crossdock.config_secrets import environment_for_worker
+
+    # A worker never opens the metadata database (design principle 1): its URL stays here.
+    child_env = {**environment_for_worker(os.environ), **(env or {})}
     for index in range(count):
         hostname = f"{hostname_prefix}{index}-{os.getpid()}@%h"
         ready_file = state_dir / f"worker{index}.ready"

@@ -35,6 +35,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from crossdock.config_secrets import environment_for_try
 from crossdock.configuration import conf
 from crossdock.executors.base_executor import BaseExecutor, CommandType
 from crossdock.kubernetes.kube_client import ApiCallCounter, get_kube_client, retry_after_seconds
@@ -661,16 +662,15 @@ class KubernetesExecutor(BaseExecutor):
 def local_environment() -> dict[str, str]:
     """What a pod on this machine needs to run ``crossdock tasks run`` like this process would.
 
-    ``crossdock`` resolves to this install (its bin folder first on PATH), and the runner
-    finds the same home, config, DAG folder and log folder as the scheduler.
-    """
+    ``crossdock`` is this install (bin folder first on PATH), with the scheduler's home, config, DAG
+    and log folders; never the secrets a pods list would show (:func:`environment_for_try`)."""
     env: dict[str, str] = {}
     bin_dir = os.path.dirname(sys.executable)
     env["PATH"] = os.pathsep.join(part for part in (bin_dir, os.environ.get("PATH", "")) if part)
     for name in LOCAL_ENV_NAMES:
         if os.environ.get(name):
             env[name] = os.environ[name]
-    for name, value in os.environ.items():
+    for name, value in environment_for_try(os.environ).items():
         if name.startswith("CROSSDOCK__"):
             env[name] = value
     env["CROSSDOCK__CORE__DAGS_FOLDER"] = os.path.abspath(os.path.expanduser(conf.getstr("core", "dags_folder")))
