@@ -1,8 +1,8 @@
 """A try whose Celery worker dies under it runs again without spending the task's retries.
 
 Real parts only: ``crossdock celery worker`` processes killed with SIGKILL, the run's
-private Redis as broker and result backend, PostgreSQL as the metadata database and the
-scheduler's own loop. Each try notes its start in one file and appends
+private Redis as broker, Redis or PostgreSQL as result backend, PostgreSQL as the metadata
+database and the scheduler's own loop. Each try notes its start in one file and appends
 ``dag_id task_id try_number`` to a ledger when its work is done: the ledger, not the
 scheduler's records, shows the work ran to success once.
 """
@@ -28,9 +28,12 @@ from service_gates import REDIS_URL, require_service
 WAIT_LIMIT = 120.0
 
 
-@pytest.fixture
-def lost_worker_setup(postgres_url, dags_folder, monkeypatch):
-    """A one-task DAG with no retries on Redis and PostgreSQL; yields (queue, ledger, starts)."""
+@pytest.fixture(params=["redis", "postgres"])
+def lost_worker_setup(request, postgres_url, dags_folder, monkeypatch):
+    """A one-task DAG with no retries; the result backend is Redis, then PostgreSQL.
+
+    Returns (queue, ledger, starts).
+    """
     from crossdock.dag.dag_store import sync_parse_result_to_db
     from crossdock.dag.processor import parse_dag_folder
     from crossdock.scheduler.dag_runs import create_dag_run
@@ -40,7 +43,7 @@ def lost_worker_setup(postgres_url, dags_folder, monkeypatch):
     for key, value in {
         "CORE__DEFAULT_QUEUE": queue,
         "CELERY__BROKER_URL": f"{REDIS_URL}/0",
-        "CELERY__RESULT_BACKEND": f"{REDIS_URL}/1",
+        "CELERY__RESULT_BACKEND": f"{REDIS_URL}/1" if request.param == "redis" else "db+" + postgres_url,
         "CELERY__TRY_LEASE_RENEW_INTERVAL": "0.5",
         "CELERY__TRY_LEASE_TIMEOUT": "3",
         "SCHEDULER__MAX_LOOP_SLEEP": "0.02",
@@ -123,20 +126,21 @@ def _check_ran_to_success_once(ledger, starts, ti) -> None:
     assert wait_for(lambda: process_gone(first_pid), limit=10), "the lost try's process outlived its worker"
 
 
-def _kill_pool_process_of_try(_workers) -> None:
-    """SIGKILL the pool process its claim names, leaving the worker's main process alive."""
-    import json
+def _parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as handle:
+        return int(handle.read().rsplit(")", 1)[1].split()[1])
 
-    import redis
 
-    client = redis.Redis.from_url(f"{REDIS_URL}/1")
-    try:
-        records = [json.loads(client.get(key)) for key in client.scan_iter("celery-task-meta-*")]
-    finally:
-        client.close()
-    pids = [record["result"]["pid"] for record in records if record.get("status") == "STARTED"]
-    assert len(pids) == 1, records
-    os.kill(pids[0], signal.SIGKILL)
+def _kill_pool_process_of_try(starts):
+    """SIGKILL the pool process running try 1 (the try's grandparent), leaving the worker alive."""
+
+    def kill(workers) -> None:
+        try_pid = _starts(starts)[0][1]
+        pool_pid = _parent_pid(_parent_pid(try_pid))  # try <- zygote <- pool process
+        assert pool_pid not in {process.pid for process in workers.processes}
+        os.kill(pool_pid, signal.SIGKILL)
+
+    return kill
 
 
 @pytest.mark.redis
@@ -154,6 +158,6 @@ def test_a_pool_process_killed_mid_try_is_a_lost_worker_too(lost_worker_setup):
     """Celery reports WorkerLostError when only the process running the try dies."""
     queue, ledger, starts = lost_worker_setup
 
-    recovery, ti = _run_with_a_loss(queue, ledger, starts, kill=_kill_pool_process_of_try)
+    recovery, ti = _run_with_a_loss(queue, ledger, starts, kill=_kill_pool_process_of_try(starts))
     _check_ran_to_success_once(ledger, starts, ti)
     print(f"\npool process SIGKILLed -> the task's next try running: {recovery:.1f} s")
