@@ -84,7 +84,8 @@ def test_a_bad_pod_override_is_reported_with_the_task_and_field(dags_folder, tmp
             BashOperator(task_id="oops", bash_command="true",
                          executor_config={"pod_override": {"spec": {"containers": [{"nmae": "base"}]}}})
     """))
-    with pytest.raises(CliError, match=r"task 'oops': invalid pod_override: .*unknown field 'nmae'"):
+    with pytest.raises(CliError, match=r"DAG 'bad' failed to import: .*task 'oops': invalid "
+                                       r"pod_override.spec.containers\[0\] has unknown field 'nmae'"):
         run("bad", tmp_path / "out")
 
 

@@ -76,10 +76,13 @@ def dag_pods(dag_id: str, *, run_id: str) -> list[dict[str, Any]]:
     from crossdock.models.taskinstancekey import TaskInstanceKey
     from crossdock.runner.command import task_run_command
 
-    parse_dags_folder_into_db()
+    import_errors = parse_dags_folder_into_db()
     with create_session() as session:
         row = session.get(SerializedDagModel, dag_id)
         data = row.data if row is not None else None
+    failed = [f"{path}: {error}" for path, error in import_errors.items() if f"DAG {dag_id!r}" in error]
+    if data is None and failed:  # e.g. a pod_override the parse refused, naming task and field
+        raise CliError(f"DAG {dag_id!r} failed to import: {failed[0]}")
     if data is None:
         raise CliError(f"DAG {dag_id!r} not found (see: crossdock dags list, crossdock dags list-import-errors)")
     dag = SerializedDAG.from_dict(data)
