@@ -14,8 +14,8 @@ from crossdock.cli.definition import ActionCommand, Arg, GroupCommand, lazy_load
 
 LOCAL_RUNTIME_HELP = "Serve the Kubernetes pods API on this machine and run its pods as local processes"
 LOCAL_RUNTIME_DESCRIPTION = (
-    "Starts the local pods API (a kubeconfig for it is written so kubectl and the official client can "
-    "use it) and a node agent that binds pending pods to this machine and runs their `base` container's "
+    "Starts the local pods API (HTTPS; a kubeconfig holding its certificate and bearer token is written, "
+    "owner-only, so kubectl and the official client can use it) and a node agent that binds pending pods to this machine and runs their `base` container's "
     "command as a local process. --api-only and --agent-only run one part; an agent alone talks to the "
     "API named by --kubeconfig (any API server, a real cluster's included). Stops on SIGINT or SIGTERM."
 )

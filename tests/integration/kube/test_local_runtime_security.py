@@ -228,3 +228,54 @@ def test_pods_do_not_inherit_the_runtime_environment(tmp_path, monkeypatch) -> N
     finally:
         runtime.stop()
         conf.reload()
+
+
+# -- a client certificate, as a kube-apiserver with --kubelet-client-certificate presents ----------------
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_agent_endpoint_accepts_a_client_certificate_from_its_ca_only(tmp_path) -> None:
+    from crossdock.kubernetes.local_runtime.auth import BearerAuth
+    from crossdock.kubernetes.local_runtime.log_server import EndpointAuth, KubeletEndpoint
+    from crossdock.kubernetes.local_runtime.tls import ensure_self_signed
+
+    class Source:
+        def stats(self) -> dict:
+            return {"node": "cert-node"}
+
+    def make_client_cert(name: str) -> tuple[Path, Path, Path]:
+        ca_key, ca, key, csr, cert = (tmp_path / f"{name}{suffix}" for suffix in
+                                      ("-ca.key", "-ca.crt", ".key", ".csr", ".crt"))
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", str(ca_key), "-out", str(ca), "-days", "1", "-subj", f"/CN={name}-ca")
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", str(key), "-out", str(csr), "-subj", "/CN=kube-apiserver-kubelet-client")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+                 "-out", str(cert), "-days", "1")
+        return ca, cert, key
+
+    trusted_ca, trusted_cert, trusted_key = make_client_cert("trusted")
+    _, stranger_cert, stranger_key = make_client_cert("stranger")
+    serving_cert, serving_key = ensure_self_signed(tmp_path / "tls")
+    endpoint = KubeletEndpoint(source=Source(), host="127.0.0.1", port=0, cert=serving_cert, key=serving_key,
+                               auth=EndpointAuth(bearer=BearerAuth("agent-token"), client_ca=trusted_ca)).start()
+    try:
+        def stats_with(cert: Path | None, key: Path | None) -> int:
+            context = ssl._create_unverified_context()
+            if cert is not None:
+                context.load_cert_chain(str(cert), str(key))
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{endpoint.port}/_crossdock/stats",
+                                            context=context, timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert stats_with(trusted_cert, trusted_key) == 200
+        assert stats_with(None, None) == 401
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            stats_with(stranger_cert, stranger_key)  # a certificate from another CA fails the handshake itself
+    finally:
+        endpoint.stop()
