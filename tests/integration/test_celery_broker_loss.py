@@ -1,8 +1,9 @@
 """A Redis broker and result backend that go away and come back empty, under a running DAG.
 
-Real parts only: the run's private ``redis-server`` (broker in db 0, result backend in db 1,
-so both lose everything when it is stopped and started again), a real ``crossdock celery
-worker`` process, PostgreSQL as the metadata database and the scheduler's own loop. Each
+Real parts only: the run's private ``redis-server`` (broker in db 0 and, in one variant,
+result backend in db 1, so both lose everything when it is stopped and started again; in
+the other the result backend is PostgreSQL), a real ``crossdock celery worker`` process,
+PostgreSQL as the metadata database and the scheduler's own loop. Each
 try appends ``dag_id task_id try_number`` to a ledger file when its work is done, so
 "ran once" is proved by what the tasks did, not by what the scheduler recorded.
 """
@@ -64,8 +65,10 @@ def _started(starts) -> dict[str, float]:
 
 @pytest.mark.redis
 @pytest.mark.postgres
+@pytest.mark.parametrize("result_backend", ["redis", "postgres"])
 def test_redis_coming_back_empty_republishes_stranded_tries_and_keeps_finished_work(
-        postgres_url, dags_folder, monkeypatch, caplog):
+        result_backend, postgres_url, dags_folder, monkeypatch, caplog):
+    """With a Redis backend the claims and outcomes vanish too; with PostgreSQL only the messages."""
     from sqlalchemy import select
 
     import redis
@@ -82,7 +85,7 @@ def test_redis_coming_back_empty_republishes_stranded_tries_and_keeps_finished_w
     for key, value in {
         "CORE__DEFAULT_QUEUE": queue,
         "CELERY__BROKER_URL": f"{REDIS_URL}/0",
-        "CELERY__RESULT_BACKEND": f"{REDIS_URL}/1",
+        "CELERY__RESULT_BACKEND": f"{REDIS_URL}/1" if result_backend == "redis" else "db+" + postgres_url,
         "SCHEDULER__MAX_LOOP_SLEEP": "0.02",
         "SCHEDULER__NEW_RUNS_POLL_INTERVAL": "0",
     }.items():
@@ -145,7 +148,8 @@ def test_redis_coming_back_empty_republishes_stranded_tries_and_keeps_finished_w
     assert done == Counter(f"broker_loss {task_id} 1" for task_id in tis)
     started = _started(starts)
     stranded_running_after = max(started[task_id] for task_id in STRANDED) - back_at
-    print(f"\nRedis back empty -> every stranded try running: {stranded_running_after:.1f} s")
+    print(f"\n[{result_backend} backend] Redis back empty -> every stranded try running: "
+          f"{stranded_running_after:.1f} s")
 
     warnings = [record.getMessage() for record in caplog.records
                 if record.name == "crossdock.executors.CeleryExecutor" and record.levelno >= logging.WARNING]
