@@ -153,8 +153,8 @@ def test_redis_coming_back_empty_republishes_stranded_tries_and_keeps_finished_w
 
     warnings = [record.getMessage() for record in caplog.records
                 if record.name == "crossdock.executors.CeleryExecutor" and record.levelno >= logging.WARNING]
-    # One line when the outage starts, one when it ends, one per server that came back empty.
-    assert len(warnings) <= 4, warnings
+    # One line when the outage starts, one when it ends, one saying what came back empty.
+    assert len(warnings) <= 3, warnings
     assert any("unreachable" in line for line in warnings), warnings
     assert any("reachable again" in line for line in warnings), warnings
     assert any("came back empty" in line for line in warnings), warnings

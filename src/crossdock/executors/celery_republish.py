@@ -84,6 +84,7 @@ class BrokerLossWatch:
             return []
         self._last_check = now
         outcomes: list[tuple[str, Exception | None]] = []
+        emptied = []
         for service, client in self._redis_servers():
             try:
                 missing = self._renew_sentinel(client)
@@ -92,8 +93,10 @@ class BrokerLossWatch:
                 continue
             outcomes.append((service, None))
             if missing and service in self._armed:
-                self._noticed_loss(service)
+                emptied.append(service)
             self._armed.add(service)
+        if emptied:
+            self._noticed_loss(" and ".join(emptied))
         return outcomes
 
     def _renew_sentinel(self, client: Any) -> bool:
@@ -108,9 +111,10 @@ class BrokerLossWatch:
         waiting = len(self.published)
         if self._lost_at is None:
             self._lost_at = time.monotonic()
-        self.log.warning("the Celery %s came back empty (its data was lost); of the %d tries in flight, "
+        self.log.warning("the Celery %s came back empty (what it held was lost); of the %d tries in flight, "
                          "those no worker claims within %.1f s are published again", service, waiting,
                          self.grace)
+        # One line per loss: a broker and backend on one server that restarted are one event.
 
     def _redis_servers(self) -> list[tuple[str, Any]]:
         if self._servers is None:
