@@ -24,15 +24,26 @@ class DagFileNotAllowed(ValueError):
     """The DAG file of a task command lies outside the allowed folders; nothing was imported."""
 
 
+#: Resolved roots by (configured dags_folder, load_examples): each try checks its command
+#: several times on its way to a fork, and resolving the folder is most of the cost.
+_roots_cache: dict[tuple[str, bool], list[str]] = {}
+
+
 def allowed_dag_roots() -> list[str]:
     """The folders (symlinks resolved) whose files a task command may load."""
     from crossdock.configuration import conf
 
-    roots = [os.path.realpath(os.path.expanduser(conf.getstr("core", "dags_folder")))]
-    if conf.getboolean("core", "load_examples"):
-        from crossdock.dag.loader import EXAMPLE_DAGS_FOLDER
+    setting = (conf.getstr("core", "dags_folder"), conf.getboolean("core", "load_examples"))
+    roots = _roots_cache.get(setting)
+    if roots is None:
+        roots = [os.path.realpath(os.path.expanduser(setting[0]))]
+        if setting[1]:
+            from crossdock.dag.loader import EXAMPLE_DAGS_FOLDER
 
-        roots.append(os.path.realpath(EXAMPLE_DAGS_FOLDER))
+            roots.append(os.path.realpath(EXAMPLE_DAGS_FOLDER))
+        if len(_roots_cache) > 16:  # tests and reloads change the setting; keep it small
+            _roots_cache.clear()
+        _roots_cache[setting] = roots
     return roots
 
 
