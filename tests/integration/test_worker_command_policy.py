@@ -174,3 +174,20 @@ def run_until_final(executor: CeleryExecutor, key) -> tuple:
             return event
         time.sleep(0.05)
     raise AssertionError(f"no outcome for {key}")
+
+
+def test_a_try_the_worker_refuses_reaches_the_executor_as_a_failure_with_the_reason(setup, tmp_path):
+    """The scheduler's DAGs folder is not the worker's: the worker checks against its own."""
+    dags, _evil, out = setup
+    elsewhere = tmp_path / "worker-dags"
+    elsewhere.mkdir()
+    queue = f"own-{uuid.uuid4().hex[:10]}"
+    with start_worker(queue, CROSSDOCK__CORE__DAGS_FOLDER=str(elsewhere)):
+        executor = CeleryExecutor()
+        executor.start()
+        key = TaskInstanceKey("good", "mark", "z", 1)
+        executor.queue_command(FakeTI(key), command(str(dags / "good.py"), "good", "mark"), queue=queue)
+        state, reason = run_until_final(executor, key)
+    assert state == S.FAILED
+    assert "refusing to run" in reason and f"outside the DAGs folder {elsewhere}" in reason, reason
+    assert not (out / "good-ran").exists()
