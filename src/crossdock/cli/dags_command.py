@@ -12,7 +12,7 @@ from crossdock.cli.errors import CliError
 from crossdock.cli.output import print_rows
 from crossdock.database import create_session, ensure_migrated
 from crossdock.models import DagImportError, DagModel, DagRun
-from crossdock.scheduler.dag_runs import DagNotFoundError, MANUAL, create_dag_run
+from crossdock.scheduler.dag_runs import MANUAL, DagNotFoundError, DagRunCreationError, trigger_dag_run
 from crossdock.state import DagRunState
 
 #: Seconds between polls of ``dags trigger --wait``.
@@ -68,22 +68,44 @@ def trigger(args) -> int:
             raise CliError(f"--conf is not valid JSON: {exc}") from None
         if not isinstance(run_conf, dict):
             raise CliError("--conf must be a JSON object")
-    ensure_migrated()
     logical_date = _parse_logical_date(args.logical_date)
-    with create_session() as session:
-        known = session.get(DagModel, args.dag_id)
-    if known is None:
-        parse_dags_folder_into_db()
-    with create_session() as session:
-        run = create_dag_run(session, dag_id=args.dag_id, run_type=MANUAL, run_id=args.run_id,
-                             logical_date=logical_date, conf=run_conf)
-        run_id = run.run_id
+    run_id = _trigger(args.dag_id, run_id=args.run_id, logical_date=logical_date, run_conf=run_conf)
     print(f"queued run {run_id!r} of DAG {args.dag_id!r}")
     if not args.wait:
         return 0
     state = wait_for_run(args.dag_id, run_id, timeout=args.timeout)
     print(f"run {run_id!r} finished: {state}")
     return 0 if state == DagRunState.SUCCESS else 1
+
+
+def _trigger(dag_id: str, *, run_id: str | None, logical_date: datetime | None, run_conf: dict | None) -> str:
+    """The committed run's id; any failure becomes a one-line :class:`CliError` (exit 1).
+
+    A trigger must never end quietly without its run: whatever the database says on the
+    way (a lock it kept, a lost connection) is reported, not swallowed.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from crossdock.database import describe_db_error
+
+    try:
+        ensure_migrated()
+        with create_session() as session:
+            known = session.get(DagModel, dag_id)
+        if known is None:
+            try:
+                parse_dags_folder_into_db()
+            except SQLAlchemyError:
+                # Concurrent triggers of a new DAG all parse it; a loser's write may fail
+                # once the winner's is in. What matters is that the DAG is known now.
+                with create_session() as session:
+                    if session.get(DagModel, dag_id) is None:
+                        raise
+        return trigger_dag_run(dag_id, run_type=MANUAL, run_id=run_id, logical_date=logical_date, conf=run_conf)
+    except DagRunCreationError as exc:
+        raise CliError(f"no run was created: {exc}") from None
+    except SQLAlchemyError as exc:
+        raise CliError(f"no run was created: {describe_db_error(exc)}") from None
 
 
 def wait_for_run(dag_id: str, run_id: str, *, timeout: float | None) -> str:
