@@ -101,6 +101,13 @@ class CeleryExecutor(BaseExecutor):
     def start(self) -> None:
         self.log.info("CeleryExecutor using broker %s and result backend %s",
                       _redact(self.app.conf.broker_url), _redact(self.app.conf.result_backend))
+        renew = conf.getfloat("celery", "try_lease_renew_interval")
+        if self._loss_watch.check_interval > 0 and self._loss_watch.grace < 2 * renew:
+            # Within the grace every worker must have put back the claims a Redis lost;
+            # a try published again before its claim is back would run a second time.
+            self.log.warning("[celery] republish_grace (%.1f s) is under twice try_lease_renew_interval "
+                             "(%.1f s): a try still running when Redis came back empty may run twice",
+                             self._loss_watch.grace, renew)
 
     def end(self, synchronous: bool = False) -> None:
         """Stop sending; with ``synchronous`` wait until every tracked task has an outcome."""
