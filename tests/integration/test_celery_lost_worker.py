@@ -79,8 +79,11 @@ def _starts(path) -> list[tuple[int, int, float]]:
     return [(int(tries), int(pid), float(at)) for tries, pid, at in (line.split() for line in lines)]
 
 
-def _run_with_a_loss(queue, ledger, starts, kill) -> tuple[float, object]:
-    """Run the DAG; once try 1 runs, ``kill(doomed_workers)``. Returns (seconds to try 2, ti)."""
+def _run_with_a_loss(queue, ledger, starts, kill, on_second_try=None) -> tuple[float, object]:
+    """Run the DAG; once try 1 runs, ``kill(doomed_workers)``. Returns (seconds to try 2, ti).
+
+    ``on_second_try(doomed_workers)`` is called once try 2 has started.
+    """
     from sqlalchemy import select
 
     from crossdock.models import TaskInstance
@@ -104,6 +107,9 @@ def _run_with_a_loss(queue, ledger, starts, kill) -> tuple[float, object]:
         started.append(start_embedded_workers(queues=[queue], concurrency=1, hostname_prefix="survivor-"))
         kill(doomed)
         killed_at = time.time()
+        if on_second_try is not None:
+            loop_until(lambda: len(_starts(starts)) == 2, "try 2 to start")
+            on_second_try(doomed)
         loop_until(lambda: not job.runs, "the DAG run to finish")
     finally:
         job.shutdown()
@@ -121,9 +127,9 @@ def _check_ran_to_success_once(ledger, starts, ti) -> None:
     assert ti.try_number == 2
     assert ti.max_tries == 1  # retries=0, plus the one try the lost worker cost
     assert [tries for tries, _pid, _at in _starts(starts)] == [1, 2]
-    assert ledger.read_text().splitlines() == ["lost_worker victim 2"]
     first_pid = _starts(starts)[0][1]
-    assert wait_for(lambda: process_gone(first_pid), limit=10), "the lost try's process outlived its worker"
+    assert wait_for(lambda: process_gone(first_pid), limit=10), "the lost try's process outlived its loss"
+    assert ledger.read_text().splitlines() == ["lost_worker victim 2"]
 
 
 def _parent_pid(pid: int) -> int:
@@ -161,3 +167,25 @@ def test_a_pool_process_killed_mid_try_is_a_lost_worker_too(lost_worker_setup):
     recovery, ti = _run_with_a_loss(queue, ledger, starts, kill=_kill_pool_process_of_try(starts))
     _check_ran_to_success_once(ledger, starts, ti)
     print(f"\npool process SIGKILLed -> the task's next try running: {recovery:.1f} s")
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_frozen_worker_given_up_as_lost_stops_its_try_when_it_thaws(lost_worker_setup):
+    """A worker stopped (SIGSTOP) past the lease is given up; thawed, it must not finish the try."""
+    queue, ledger, starts = lost_worker_setup
+    frozen: list[tuple[int, bool]] = []
+
+    def freeze(workers) -> None:
+        try_pid = _starts(starts)[0][1]
+        for pid, group in ((workers.processes[0].pid, True), (try_pid, False)):
+            (os.killpg if group else os.kill)(pid, signal.SIGSTOP)
+            frozen.append((pid, group))
+
+    def thaw(_workers) -> None:
+        for pid, group in frozen:
+            (os.killpg if group else os.kill)(pid, signal.SIGCONT)
+
+    recovery, ti = _run_with_a_loss(queue, ledger, starts, kill=freeze, on_second_try=thaw)
+    _check_ran_to_success_once(ledger, starts, ti)
+    print(f"\nworker frozen -> the task's next try running: {recovery:.1f} s")

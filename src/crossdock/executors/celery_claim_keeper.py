@@ -19,15 +19,21 @@ keeper per pool process, answers each:
   ``RESULT_WRITE_PATIENCE`` passes.
 
 Every write replaces only the keeper's own STARTED record (or nothing): a REVOKED mark or
-a "lost" verdict written by the scheduler meanwhile stands, and the keeper stops.
+a "lost" verdict written by the scheduler meanwhile stands, and the keeper stops. A try
+still running here when that happens (its worker was frozen or cut off for longer than the
+lease, and the scheduler has run it again elsewhere) is stopped: the keeper signals the
+pool process's main thread, whose wait for the try then ends in :class:`ClaimTakenOver`,
+and the runner kills the try on the way out, so the work does not finish twice.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from celery import states
 
@@ -42,6 +48,13 @@ FINISHED_RECORD_KEEP = 120.0
 RESULT_WRITE_RETRY_INTERVAL = 0.5
 #: Seconds a pool process keeps retrying an outcome before it gives the write up.
 RESULT_WRITE_PATIENCE = 3600.0
+#: Signal the keeper sends its pool process's main thread to stop a try given up elsewhere
+#: (neither Celery nor billiard uses it in pool processes).
+STOP_SIGNAL = signal.SIGUSR2
+
+
+class ClaimTakenOver(Exception):
+    """The try's claim was replaced (given up as lost, or revoked) while it ran here."""
 
 
 class ClaimKeeper:
@@ -61,6 +74,11 @@ class ClaimKeeper:
         self._finished: dict[str, tuple[str, Any, float]] = {}
         self._thread: threading.Thread | None = None
         self._wiped_backend = _can_lose_records(backend)
+        #: the task id the main thread waits on inside :meth:`stop_on_takeover`, and its ident.
+        self._stoppable: str | None = None
+        self._main_ident: int | None = None
+        self._taken_over: str | None = None
+        self._handler_installed = False
 
     # -- the try's thread ----------------------------------------------------------------
     def hold(self, task_id: str, claim: str, meta: dict[str, Any]) -> None:
@@ -68,6 +86,40 @@ class ClaimKeeper:
         with self._lock:
             self._running[task_id] = (claim, dict(meta))
         self._ensure_thread()
+
+    @contextmanager
+    def stop_on_takeover(self, task_id: str) -> Iterator[None]:
+        """While inside, a takeover of ``task_id``'s claim raises :class:`ClaimTakenOver` here.
+
+        Only in a process's main thread (signals reach no other); elsewhere it does nothing.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        if not self._handler_installed:
+            signal.signal(STOP_SIGNAL, self._on_stop_signal)
+            self._handler_installed = True
+        self._main_ident = threading.get_ident()
+        self._stoppable = task_id
+        try:
+            yield
+        finally:
+            self._stoppable = None
+            self._taken_over = None
+
+    def _on_stop_signal(self, _signum: int, _frame: Any) -> None:
+        taken, self._taken_over = self._taken_over, None
+        if taken is not None and taken == self._stoppable:
+            raise ClaimTakenOver(taken)
+
+    def _stop_taken_over(self, task_id: str) -> None:
+        if self._stoppable != task_id or self._main_ident is None:
+            return
+        self._taken_over = task_id
+        try:
+            signal.pthread_kill(self._main_ident, STOP_SIGNAL)
+        except (OSError, ValueError):  # the thread is gone
+            self._taken_over = None
 
     def release(self, task_id: str) -> None:
         """Stop renewing a claim whose try ended without an outcome of ours (Celery records it)."""
@@ -147,9 +199,10 @@ class ClaimKeeper:
                 continue
             if not kept:
                 log.warning("celery task %s: its claim was replaced (the try was given up as lost or "
-                            "revoked); no longer renewing it", task_id)
+                            "revoked); stopping the try if it still runs here", task_id)
                 with self._lock:
                     self._running.pop(task_id, None)
+                self._stop_taken_over(task_id)
         if finished:
             self._restore_missing(finished)
 

@@ -25,7 +25,7 @@ from celery.exceptions import Ignore
 
 from crossdock.configuration import conf
 from crossdock.executors.celery_claim import claim_task, new_claim_token
-from crossdock.executors.celery_claim_keeper import claim_keeper
+from crossdock.executors.celery_claim_keeper import ClaimTakenOver, claim_keeper
 from crossdock.runner.command import InvalidCommandError, check_command_allowed, is_task_command
 
 log = logging.getLogger("crossdock.executors.celery_worker")
@@ -84,7 +84,12 @@ def execute_command(task: Any, command: Sequence[str], signature: str | None = N
     keeper.hold(task_id, token, started)
     log.info("celery task %s on %s: running %s", task_id, hostname, command)
     try:
-        result = _run(list(command), key=task_id)
+        with keeper.stop_on_takeover(task_id):
+            result = _run(list(command), key=task_id)
+    except ClaimTakenOver:
+        log.warning("celery task %s on %s: the try was given up as lost or revoked while it ran here; "
+                    "stopped it (it runs, or ran, as a new try elsewhere)", task_id, hostname)
+        raise Ignore() from None
     except BaseException:
         keeper.release(task_id)  # Celery records what stopped the try
         raise
