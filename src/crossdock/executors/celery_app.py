@@ -81,8 +81,9 @@ CELERY_OPTIONS: dict[str, Option] = {
     "worker_lost_check_interval": _opt(
         60.0, "float",
         "Seconds between pings of the workers running tasks; a task whose worker missed two "
-        "pings in a row fails instead of waiting for a redelivery (on Redis that comes only "
-        "after visibility_timeout). 0 turns the check off."),
+        "pings in a row is given up as lost (and run again, not charged to its retries) instead "
+        "of waiting for a redelivery (on Redis that comes only after visibility_timeout). "
+        "0 turns the check off."),
     "try_lease_renew_interval": _opt(
         1.0, "float",
         "Seconds between a worker's renewals of the claim of each try it runs (the try's lease); "
