@@ -32,7 +32,7 @@ from crossdock.configuration import conf
 from crossdock.executors.base_executor import PARALLELISM, BaseExecutor, CommandType
 from crossdock.executors.celery_app import EXECUTE_COMMAND_TASK, get_celery_app
 from crossdock.executors.task_signing import signature_kwargs
-from crossdock.runner.command import check_command_allowed
+from crossdock.runner.command import check_command_allowed, task_run_command
 from crossdock.executors.celery_claim import claim_task, replace_own_claim
 from crossdock.executors.celery_outage_log import OutageLog
 from crossdock.executors.celery_republish import BrokerLossWatch
@@ -169,9 +169,7 @@ class CeleryExecutor(BaseExecutor):
             self.queued(key, info=task_id)
         queue = queue or self.default_queue
         try:
-            self.app.tasks[EXECUTE_COMMAND_TASK].apply_async(
-                args=[list(command)], kwargs=signature_kwargs(task_id, command), queue=queue,
-                task_id=task_id, retry=False, timeout=self.operation_timeout)
+            self._publish(task_id, command, queue)
         except _NOT_RETRYABLE as exc:
             del self.queued_tasks[key]
             self._forget(key)
@@ -187,6 +185,12 @@ class CeleryExecutor(BaseExecutor):
         self._loss_watch.record(key, task_id, command, queue)
         self._outage.ok("broker")
         return None
+
+    def _publish(self, task_id: str, command: CommandType, queue: str) -> None:
+        """One message for one try, under the try's own id (signed when a key is set)."""
+        self.app.tasks[EXECUTE_COMMAND_TASK].apply_async(
+            args=[list(command)], kwargs=signature_kwargs(task_id, command), queue=queue,
+            task_id=task_id, retry=False, timeout=self.operation_timeout)
 
     def _publish_failed(self, key: TaskInstanceKey, exc: Exception) -> None:
         tries = self.task_publish_retries.get(key, 0) + 1
@@ -270,9 +274,7 @@ class CeleryExecutor(BaseExecutor):
         again = []
         for key, sent in self._loss_watch.due(unclaimed):
             try:
-                self.app.tasks[EXECUTE_COMMAND_TASK].apply_async(
-                    args=[sent.command], kwargs=signature_kwargs(sent.task_id, sent.command),
-                    queue=sent.queue, task_id=sent.task_id, retry=False, timeout=self.operation_timeout)
+                self._publish(sent.task_id, sent.command, sent.queue)
             except Exception as exc:  # noqa: BLE001 - the broker is down again: next sync
                 self._outage.failed("broker", _one_line(exc))
                 self._loss_watch.publish_failed(key)
@@ -361,11 +363,33 @@ class CeleryExecutor(BaseExecutor):
                 self.tasks[ti.key] = ti.external_executor_id
                 self.running.add(ti.key)
                 adopted.append(f"{ti.key} (celery task {ti.external_executor_id})")
+                self._resend_adopted(ti)
             else:
                 not_adopted.append(ti)
         if adopted:
             self.log.info("adopted %d task instances: %s", len(adopted), ", ".join(adopted))
         return not_adopted
+
+    def _resend_adopted(self, ti: "TaskInstance") -> None:
+        """Publish an adopted queued try again under its own id; remember it for broker losses.
+
+        The scheduler records a try's id before sending it, so a scheduler that died in
+        between leaves a try that no worker will ever receive. Publishing it again under
+        the same id is safe: a worker runs an id only once (the claim), so if the first
+        message was out after all, one of the two runs and the other finds the claim.
+        """
+        fileloc = getattr(ti, "dag_fileloc", None)
+        if not fileloc:
+            return
+        command = task_run_command(ti.key, subdir=fileloc)
+        queue = ti.queue or self.default_queue
+        self._loss_watch.record(ti.key, ti.external_executor_id, command, queue)
+        if ti.state != "queued":
+            return
+        try:
+            self._publish(ti.external_executor_id, command, queue)
+        except Exception as exc:  # noqa: BLE001 - a broker outage: the stuck-queued timeout still applies
+            self._outage.failed("broker", _one_line(exc))
 
     def revoke_task(self, *, ti: "TaskInstance") -> None:
         """Stop the task instance's Celery task (killing it if running) and forget it."""

@@ -807,6 +807,7 @@ class SchedulerJob:
         for run in self.runs.values():
             for ti in run.tis.values():
                 if ti.state in (S.QUEUED, S.RUNNING) and ti.queued_by_job_id != self.job_id:
+                    ti.dag_fileloc = run.dag.subdir  # lets an executor rebuild the try's command
                     orphans.append((run, ti))
         if not orphans:
             return 0
