@@ -36,7 +36,8 @@ LEDGER_DAG = """
     with DAG({dag_id!r}, max_active_tasks={width}) as dag:
         previous = []
         for layer in range({layers}):
-            current = [PythonOperator(task_id=f"t{{layer:02d}}_{{i:02d}}", python_callable=work)
+            current = [PythonOperator(task_id=f"t{{layer:02d}}_{{i:02d}}", python_callable=work,
+                                      **({{"queue": "kubernetes"}} if i < {pods_per_layer} else {{}}))
                        for i in range({width})]
             for upstream in previous:
                 upstream >> current
@@ -45,10 +46,15 @@ LEDGER_DAG = """
 
 
 def write_ledger_dag(folder: Path, *, dag_id: str, ledger: Path, layers: int, width: int,
-                     seconds: float) -> list[str]:
-    """A DAG of ``layers`` x ``width`` tasks, each layer after the whole previous one."""
+                     seconds: float, pods_per_layer: int = 0) -> list[str]:
+    """A DAG of ``layers`` x ``width`` tasks, each layer after the whole previous one.
+
+    :param pods_per_layer: that many tasks of each layer go to the ``kubernetes`` queue
+        (a pod each under the hybrid executor); the others to the default Celery queue.
+    """
     (folder / f"{dag_id}.py").write_text(textwrap.dedent(LEDGER_DAG.format(
-        ledger=str(ledger), seconds=seconds, dag_id=dag_id, layers=layers, width=width)))
+        ledger=str(ledger), seconds=seconds, dag_id=dag_id, layers=layers, width=width,
+        pods_per_layer=pods_per_layer)))
     return [f"t{layer:02d}_{i:02d}" for layer in range(layers) for i in range(width)]
 
 

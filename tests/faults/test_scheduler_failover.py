@@ -2,13 +2,15 @@
 
 Real processes throughout: ``crossdock scheduler`` processes (killed with SIGKILL, paused
 with SIGSTOP), a real Celery worker on the run's private Redis, the run's own PostgreSQL
-database or a SQLite file. Each task appends a line to a ledger when its work is done;
+database or a SQLite file, and for the hybrid the local pod runtime (pods keep running
+while the schedulers die, as on a cluster). Each task appends a line to a ledger when its work is done;
 the test reads the ledger, not the scheduler's records, to prove every task ran to
 success exactly once.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -54,11 +56,21 @@ def fleet_env(crossdock_home, request):
         "CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL": "0",
     })
     assert crossdock(env, "db", "migrate").returncode == 0
+    runtime = None
+    if getattr(request, "param", "postgres") == "postgres":
+        from crossdock.kubernetes.local_runtime.runtime import start_local_runtime
+
+        runtime = start_local_runtime(state_dir=crossdock_home / "pod-runtime")
+        env.update({"CROSSDOCK__CORE__EXECUTOR": "CeleryKubernetesExecutor",
+                    "CROSSDOCK__KUBERNETES_EXECUTOR__CONFIG_FILE": str(runtime.kubeconfig_path),
+                    "CROSSDOCK__KUBERNETES_EXECUTOR__SHARE_LOCAL_ENVIRONMENT": "True"})
     workers = start_embedded_workers(queues=[queue], concurrency=4, env=env)
     fleet = SchedulerFleet(env, crossdock_home)
     yield env, dags, fleet
     fleet.stop_all()
     workers.stop(timeout=10)
+    if runtime is not None:
+        runtime.stop()
 
 
 def _start_fleet(fleet: SchedulerFleet, env, count: int) -> dict:
@@ -81,10 +93,12 @@ def _assert_each_task_once(ledger, task_ids, fleet):
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.timeout(420)
-def test_three_schedulers_with_the_active_one_killed_five_times_run_every_task_once(fleet_env, tmp_path):
+def test_three_hybrid_schedulers_with_the_active_one_killed_five_times_run_every_task_once(fleet_env, tmp_path):
+    """The issue's scenario: 200 tasks, one per layer in a pod, the rest on Celery workers."""
     env, dags, fleet = fleet_env
     ledger = tmp_path / "ledger.txt"
-    task_ids = write_ledger_dag(dags, dag_id="ledger", ledger=ledger, layers=20, width=10, seconds=0.3)
+    task_ids = write_ledger_dag(dags, dag_id="ledger", ledger=ledger, layers=20, width=10, seconds=0.3,
+                                pods_per_layer=1)
     active = _start_fleet(fleet, env, 3)
     trigger = crossdock(env, "dags", "trigger", "ledger", "-r", "r1")
     assert trigger.returncode == 0, trigger.stderr
@@ -105,8 +119,10 @@ def test_three_schedulers_with_the_active_one_killed_five_times_run_every_task_o
     assert state == "success", fleet.logs()
     _assert_each_task_once(ledger, task_ids, fleet)
     assert len(fleet.alive()) == 3, "every scheduler not killed by the test is still running"
-    states = crossdock(env, "tasks", "states-for-dag-run", "ledger", "r1", "-o", "json")
-    assert states.stdout.count('"success"') == len(task_ids)
+    states = json.loads(crossdock(env, "tasks", "states-for-dag-run", "ledger", "r1", "-o", "json").stdout)
+    assert [row["state"] for row in states] == ["success"] * len(task_ids)
+    pods = [row["task_id"] for row in states if row["executor"] == "KubernetesExecutor"]
+    assert sorted(pods) == [task for task in task_ids if task.endswith("_00")]
     print(f"takeover after SIGKILL (s): {', '.join(f'{t:.1f}' for t in takeovers)}")
 
 
