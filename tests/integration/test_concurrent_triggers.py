@@ -74,3 +74,5 @@ def test_concurrent_triggers_each_create_their_run_or_fail_loudly(backend, dags_
     # Honest failures are allowed by the contract, but two cores must cope with this load.
     assert len(failures) <= CALLS // 20, f"{len(failures)} of {CALLS} calls failed, e.g. {failures[0][1][-500:]}"
     print(f"{backend}: {len(succeeded)} runs created, {len(failures)} calls failed with a reason")
+    for code, err in failures:
+        print(f"  exit {code}: {err.strip()}")

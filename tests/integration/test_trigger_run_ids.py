@@ -124,3 +124,14 @@ def test_cli_trigger_on_a_database_kept_locked_fails_with_the_reason(dags_folder
     # once the lock is gone the same call works
     assert cli("dags", "trigger", "locked").returncode == 0
     assert len(_stored_run_ids("locked")) == 1
+
+
+def test_triggering_a_dag_whose_file_fails_to_import_names_the_import_error(dags_folder, crossdock_home):
+    (dags_folder / "broken.py").write_text("from crossdock import DAG\nraise RuntimeError('the file is broken')\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k.startswith("CROSSDOCK__") or not k.startswith("CROSSDOCK")}
+    env["CROSSDOCK_HOME"] = str(crossdock_home)
+    result = subprocess.run([sys.executable, "-m", "crossdock", "dags", "trigger", "broken"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "DAG 'broken' not found; the DAG folder has import errors" in result.stderr
+    assert "broken.py: RuntimeError: the file is broken" in result.stderr

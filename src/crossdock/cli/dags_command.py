@@ -93,19 +93,49 @@ def _trigger(dag_id: str, *, run_id: str | None, logical_date: datetime | None, 
         with create_session() as session:
             known = session.get(DagModel, dag_id)
         if known is None:
-            try:
-                parse_dags_folder_into_db()
-            except SQLAlchemyError:
-                # Concurrent triggers of a new DAG all parse it; a loser's write may fail
-                # once the winner's is in. What matters is that the DAG is known now.
-                with create_session() as session:
-                    if session.get(DagModel, dag_id) is None:
-                        raise
+            _parse_unless_known(dag_id)
         return trigger_dag_run(dag_id, run_type=MANUAL, run_id=run_id, logical_date=logical_date, conf=run_conf)
     except DagRunCreationError as exc:
         raise CliError(f"no run was created: {exc}") from None
     except SQLAlchemyError as exc:
         raise CliError(f"no run was created: {describe_db_error(exc)}") from None
+
+
+def _parse_unless_known(dag_id: str) -> None:
+    """Parse the DAG folder so a DAG not seen yet can be triggered; one parse at a time per home.
+
+    Many triggers of a new DAG at once would each parse the whole folder: on a small
+    machine some parses then overrun ``[core] dagbag_import_timeout`` (the DAG looks
+    missing, and a bogus import error is stored) and their concurrent writes can
+    deadlock. Behind a lock in ``CROSSDOCK_HOME`` the first caller parses and the others
+    find the DAG known when their turn comes.
+    """
+    import fcntl
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from crossdock.configuration import crossdock_home
+
+    home = crossdock_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "dags-parse.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with create_session() as session:
+            if session.get(DagModel, dag_id) is not None:
+                return
+        try:
+            errors = parse_dags_folder_into_db()
+        except SQLAlchemyError:
+            # A scheduler may be storing the same parse; what matters is that the DAG is known now.
+            with create_session() as session:
+                if session.get(DagModel, dag_id) is not None:
+                    return
+            raise
+    with create_session() as session:
+        known = session.get(DagModel, dag_id)
+    if known is None and errors:
+        failed = "; ".join(f"{path}: {(error.strip().splitlines() or ['failed'])[0]}" for path, error in sorted(errors.items()))
+        raise DagNotFoundError(f"DAG {dag_id!r} not found; the DAG folder has import errors: {failed}")
 
 
 def wait_for_run(dag_id: str, run_id: str, *, timeout: float | None) -> str:

@@ -85,7 +85,7 @@ def demo(args) -> int:
     print(f"crossdock demo: home {home}, executor {os.environ['CROSSDOCK__CORE__EXECUTOR']}")
     errors = parse_dags_folder_into_db()
     for path, error in errors.items():
-        print(f"import error in {path}: {error.strip().splitlines()[-1]}")
+        print(f"import error in {path}: {(error.strip().splitlines() or ['failed'])[0]}")  # the exception line
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
     with create_session() as session:
         dag_ids = sorted(session.scalars(select(DagModel.dag_id).where(DagModel.is_active.is_(True))))
