@@ -89,16 +89,53 @@ def _trigger(dag_id: str, *, run_id: str | None, logical_date: datetime | None, 
     from crossdock.database import describe_db_error
 
     try:
-        ensure_migrated()
-        with create_session() as session:
-            known = session.get(DagModel, dag_id)
-        if known is None:
-            _parse_unless_known(dag_id)
-        return trigger_dag_run(dag_id, run_type=MANUAL, run_id=run_id, logical_date=logical_date, conf=run_conf)
+        return _patiently(lambda: _trigger_once(dag_id, run_id=run_id, logical_date=logical_date,
+                                                run_conf=run_conf))
     except DagRunCreationError as exc:
         raise CliError(f"no run was created: {exc}") from None
     except SQLAlchemyError as exc:
         raise CliError(f"no run was created: {describe_db_error(exc)}") from None
+
+
+#: Seconds a trigger keeps trying a database that turns connections away under load.
+REFUSED_CONNECTION_PATIENCE = 30.0
+_REFUSALS_UNDER_LOAD = ("too many clients", "remaining connection slots are reserved",
+                        "the database system is starting up")
+
+
+def _patiently(attempt):
+    """``attempt()``, again after a jittered pause while the server refuses connections for load.
+
+    PostgreSQL refuses connections beyond ``max_connections``; fifty triggers started
+    together (with a scheduler and workers holding connections of their own) can meet
+    that. Nothing was written when a connection was refused, so trying again is safe.
+    """
+    import random
+
+    from sqlalchemy.exc import OperationalError
+
+    from crossdock.database import DatabaseError
+
+    deadline = time.monotonic() + REFUSED_CONNECTION_PATIENCE
+    pause = 0.1
+    while True:
+        try:
+            return attempt()
+        except (DatabaseError, OperationalError) as exc:
+            refused = any(sign in str(exc).lower() for sign in _REFUSALS_UNDER_LOAD)
+            if not refused or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(pause * 2, 2.0)
+
+
+def _trigger_once(dag_id: str, *, run_id: str | None, logical_date: datetime | None, run_conf: dict | None) -> str:
+    ensure_migrated()
+    with create_session() as session:
+        known = session.get(DagModel, dag_id)
+    if known is None:
+        _parse_unless_known(dag_id)
+    return trigger_dag_run(dag_id, run_type=MANUAL, run_id=run_id, logical_date=logical_date, conf=run_conf)
 
 
 def _parse_unless_known(dag_id: str) -> None:
