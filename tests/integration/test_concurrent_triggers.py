@@ -22,7 +22,10 @@ from sqlalchemy import func, select
 from crossdock.database import create_session
 from crossdock.models import DagRun
 
-CALLS = 200
+#: The issue's figure, 200 calls per database, costs minutes of interpreter starts on two
+#: cores; the default suite starts one batch of 50 at once, and
+#: ``CROSSDOCK_HEAVY_TESTS=1`` runs all 200 (four batches of 50).
+CALLS = 200 if os.environ.get("CROSSDOCK_HEAVY_TESTS") == "1" else 50
 #: Calls started at the same time; the machine has two cores, so 200 at once only
 #: measures the scheduler of the operating system.
 BATCH = 50
