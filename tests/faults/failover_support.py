@@ -77,9 +77,11 @@ class SchedulerFleet:
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen] = []
 
-    def start(self) -> subprocess.Popen:
+    def start(self, *, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start one more scheduler; ``env`` overrides the fleet's environment for it alone."""
         log = open(self.log_dir / f"scheduler-{len(self.processes)}.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "crossdock.cli.main", "scheduler"], env=self.env,
+        process = subprocess.Popen([sys.executable, "-m", "crossdock.cli.main", "scheduler"],
+                                   env={**self.env, **(env or {})},
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.processes.append(process)

@@ -22,7 +22,8 @@ from crossdock.executors.celery_worker import start_embedded_workers
 from failover_support import (SchedulerFleet, active_scheduler, crossdock, kill_hard, ledger_counts,
                               wait_for_new_active, wait_for_run_end, write_ledger_dag)
 from process_helpers import wait_for
-from service_gates import POSTGRES_URL, REDIS_URL, require_service
+from service_gates import POSTGRES_HOST, POSTGRES_PORT, POSTGRES_URL, REDIS_URL, require_service
+from tcp_proxy import TcpProxy
 
 #: Kept short so the suite stays quick; the default (10 s) is measured by bench/bench_failover.py.
 TAKEOVER_SECONDS = 4.0
@@ -81,6 +82,20 @@ def _start_fleet(fleet: SchedulerFleet, env, count: int) -> dict:
     return active
 
 
+def _kill_active_after_progress(env, fleet: SchedulerFleet, active: dict, ledger, *, progress: int):
+    """Once ``progress`` more tasks are done, SIGKILL the active scheduler, wait for a standby
+    to take over, and start a replacement (as a supervisor would); (new active, seconds)."""
+    done_before = sum(ledger_counts(ledger).values())
+    assert wait_for(lambda: sum(ledger_counts(ledger).values()) >= done_before + progress, limit=90), fleet.logs()
+    killed_at = time.monotonic()
+    kill_hard(active["pid"])
+    replacement = wait_for_new_active(env, previous_id=active["id"], limit=4 * TAKEOVER_SECONDS)
+    assert replacement is not None, f"no standby took over from job {active['id']}\n{fleet.logs()}"
+    seconds = time.monotonic() - killed_at
+    fleet.start()
+    return replacement, seconds
+
+
 def _assert_each_task_once(ledger, task_ids, fleet):
     counts = ledger_counts(ledger)
     twice = {task: n for task, n in counts.items() if n > 1}
@@ -104,16 +119,9 @@ def test_three_hybrid_schedulers_with_the_active_one_killed_five_times_run_every
     assert trigger.returncode == 0, trigger.stderr
 
     takeovers = []
-    for kill in range(5):
-        done_before = sum(ledger_counts(ledger).values())
-        assert wait_for(lambda: sum(ledger_counts(ledger).values()) >= done_before + 12, limit=90), fleet.logs()
-        killed_at = time.monotonic()
-        kill_hard(active["pid"])
-        replacement = wait_for_new_active(env, previous_id=active["id"], limit=4 * TAKEOVER_SECONDS)
-        assert replacement is not None, f"no standby took over after kill {kill + 1}\n{fleet.logs()}"
-        takeovers.append(time.monotonic() - killed_at)
-        fleet.start()  # the operator's supervisor restarts the killed one: three again
-        active = replacement
+    for _ in range(5):
+        active, seconds = _kill_active_after_progress(env, fleet, active, ledger, progress=12)
+        takeovers.append(seconds)
 
     state = wait_for_run_end(env, "ledger", "r1", limit=240)
     assert state == "success", fleet.logs()
@@ -136,12 +144,7 @@ def test_standbys_take_over_on_sqlite_too(fleet_env, tmp_path):
     active = _start_fleet(fleet, env, 2)
     assert crossdock(env, "dags", "trigger", "lite", "-r", "r1").returncode == 0
     for _ in range(2):
-        done_before = sum(ledger_counts(ledger).values())
-        assert wait_for(lambda: sum(ledger_counts(ledger).values()) >= done_before + 8, limit=90), fleet.logs()
-        kill_hard(active["pid"])
-        active = wait_for_new_active(env, previous_id=active["id"], limit=4 * TAKEOVER_SECONDS)
-        assert active is not None, fleet.logs()
-        fleet.start()
+        active, _seconds = _kill_active_after_progress(env, fleet, active, ledger, progress=8)
     assert wait_for_run_end(env, "lite", "r1", limit=180) == "success", fleet.logs()
     _assert_each_task_once(ledger, task_ids, fleet)
 
@@ -173,3 +176,40 @@ def test_a_paused_leader_that_wakes_after_a_takeover_writes_nothing_and_becomes_
     assert len(fleet.alive()) == 2
     rows = crossdock(env, "jobs", "list", "--running", "-o", "json").stdout
     assert rows.count('"standby"') == 1 and rows.count('"active"') == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.timeout(300)
+def test_a_leader_cut_off_from_the_database_is_replaced_and_fenced_out_when_it_reconnects(fleet_env, tmp_path):
+    """The active scheduler reaches PostgreSQL through a proxy the test cuts: a network
+    partition, not a crash. It must stay alive, send nothing it cannot record, and after
+    the cut heals find its token stale instead of writing over its successor."""
+    env, dags, fleet = fleet_env
+    ledger = tmp_path / "ledger.txt"
+    task_ids = write_ledger_dag(dags, dag_id="cut", ledger=ledger, layers=8, width=6, seconds=0.3)
+    proxy = TcpProxy((POSTGRES_HOST, POSTGRES_PORT))
+    proxy.start()
+    try:
+        cut_off = fleet.start(env={"CROSSDOCK__DATABASE__SQL_ALCHEMY_CONN":
+                                   POSTGRES_URL.replace(f":{POSTGRES_PORT}/", f":{proxy.port}/")})
+        first = wait_for_new_active(env, previous_id=None, limit=60)
+        assert first is not None and first["pid"] == cut_off.pid, fleet.logs()
+        fleet.start()
+        assert crossdock(env, "dags", "trigger", "cut", "-r", "r1").returncode == 0
+        assert wait_for(lambda: sum(ledger_counts(ledger).values()) >= 6, limit=90), fleet.logs()
+
+        proxy.stop()
+        replacement = wait_for_new_active(env, previous_id=first["id"], limit=4 * TAKEOVER_SECONDS)
+        assert replacement is not None, fleet.logs()
+        assert wait_for(lambda: sum(ledger_counts(ledger).values()) >= 18, limit=90), fleet.logs()
+        assert cut_off.poll() is None, "a scheduler that lost its database must not crash"
+        proxy.start()
+
+        assert wait_for(lambda: "lost the lease" in fleet.logs(), limit=60), fleet.logs()
+        assert active_scheduler(env)["id"] == replacement["id"]
+        assert wait_for_run_end(env, "cut", "r1", limit=180) == "success", fleet.logs()
+        _assert_each_task_once(ledger, task_ids, fleet)
+        assert len(fleet.alive()) == 2
+    finally:
+        proxy.stop()

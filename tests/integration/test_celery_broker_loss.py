@@ -23,9 +23,8 @@ from crossdock.database import create_session
 from crossdock.executors.celery_executor import CeleryExecutor
 from crossdock.executors.celery_worker import start_embedded_workers
 from service_gates import REDIS_URL, redis_server, require_service
+from executor_doubles import loop_until
 
-#: Give-up bound for each phase; a phase ends as soon as what it waits for happened.
-WAIT_LIMIT = 120.0
 STRANDED = [f"stranded_{i}" for i in range(4)]
 FINISHING_IN_OUTAGE = ["quick_0", "quick_1"]
 RUNNING_ACROSS_OUTAGE = "long"
@@ -104,13 +103,6 @@ def test_redis_coming_back_empty_republishes_stranded_tries_and_keeps_finished_w
     try:
         job.start()
 
-        def loop_until(predicate, what):
-            deadline = time.monotonic() + WAIT_LIMIT
-            while not predicate():
-                assert time.monotonic() < deadline, f"gave up waiting for {what}"
-                job.loop_once()
-                time.sleep(0.02)
-
         def queued_messages():
             try:
                 return broker.llen(queue)
@@ -118,18 +110,18 @@ def test_redis_coming_back_empty_republishes_stranded_tries_and_keeps_finished_w
                 return -1
 
         # Three tries run on the worker's three processes; the other four wait in Redis.
-        loop_until(lambda: len(_started(starts)) == 3 and queued_messages() == len(STRANDED),
+        loop_until(job, lambda: len(_started(starts)) == 3 and queued_messages() == len(STRANDED),
                    "three tries running and four messages waiting")
         assert set(_started(starts)) == {RUNNING_ACROSS_OUTAGE, *FINISHING_IN_OUTAGE}
 
         server.stop()
         # Two tries finish their work while nothing can store their outcome.
-        loop_until(lambda: {line.split()[1] for line in _lines(ledger)} >= set(FINISHING_IN_OUTAGE),
+        loop_until(job, lambda: {line.split()[1] for line in _lines(ledger)} >= set(FINISHING_IN_OUTAGE),
                    "the quick tries to finish during the outage")
         server.start()  # empty: the four messages, every claim and every result are gone
         back_at = time.time()
 
-        loop_until(lambda: not job.runs, "the DAG run to finish")
+        loop_until(job, lambda: not job.runs, "the DAG run to finish")
     finally:
         job.shutdown()
         workers.stop(timeout=5)

@@ -15,6 +15,7 @@ from crossdock.executors.celery_worker import start_embedded_workers
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import task_run_command
 from crossdock.state import TaskInstanceState as S
+from executor_doubles import FakeTI
 
 
 @pytest.fixture(autouse=True)
@@ -22,12 +23,6 @@ def dags_folder_is_tmp_path(tmp_path, monkeypatch):
     """The DAG files these tests write live in tmp_path; workers run only DAG files in the DAGs folder."""
     monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(tmp_path))
     conf.reload()
-
-
-class FakeTI:
-    def __init__(self, key):
-        self.key = key
-        self.executor_config = None
 
 
 def test_embedded_workers_run_tasks_with_no_server(tmp_path):

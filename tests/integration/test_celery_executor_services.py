@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +27,8 @@ from crossdock.executors.celery_worker import start_embedded_workers
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.state import TaskInstanceState as S
 from service_gates import POSTGRES_URL, RABBITMQ_URL, REDIS_PORT, REDIS_URL, require_service
+from executor_doubles import FakeTI
+from tcp_proxy import TcpProxy
 
 
 @pytest.fixture(autouse=True)
@@ -43,15 +44,6 @@ WAIT_LIMIT = 60.0
 REDIS_BROKER = f"{REDIS_URL}/0"
 REDIS_BACKEND = f"{REDIS_URL}/1"
 POSTGRES_BACKEND = "db+" + POSTGRES_URL
-
-
-class FakeTI:
-    """What the executor reads from a task instance; the scheduler is not part of these tests."""
-
-    def __init__(self, key, external_executor_id=None):
-        self.key = key
-        self.external_executor_id = external_executor_id
-        self.executor_config = None
 
 
 @pytest.fixture
@@ -273,67 +265,6 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except FileNotFoundError:
         return False
-
-
-class TcpProxy:
-    """A broker address that can go down and come back while the real Redis stays up."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target = target
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self._server: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-
-    def start(self) -> None:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen(16)
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            try:
-                self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the thread
-            except OSError:
-                pass
-            self._server.close()
-            self._server = None
-        for conn in self._conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            conn.close()
-        self._conns.clear()
-
-    def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 @pytest.mark.redis

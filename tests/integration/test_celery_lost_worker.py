@@ -23,9 +23,8 @@ from crossdock.executors.celery_executor import CeleryExecutor
 from crossdock.executors.celery_worker import start_embedded_workers
 from process_helpers import process_gone, wait_for
 from service_gates import REDIS_URL, require_service
+from executor_doubles import loop_until
 
-#: Give-up bound for each phase; a phase ends as soon as what it waits for happened.
-WAIT_LIMIT = 120.0
 
 
 @pytest.fixture(params=["redis", "postgres"])
@@ -96,21 +95,14 @@ def _run_with_a_loss(queue, ledger, starts, kill, on_second_try=None) -> tuple[f
         started.append(doomed)
         job.start()
 
-        def loop_until(predicate, what):
-            deadline = time.monotonic() + WAIT_LIMIT
-            while not predicate():
-                assert time.monotonic() < deadline, f"gave up waiting for {what}"
-                job.loop_once()
-                time.sleep(0.02)
-
-        loop_until(lambda: _starts(starts), "try 1 to start")
+        loop_until(job, lambda: _starts(starts), "try 1 to start")
         started.append(start_embedded_workers(queues=[queue], concurrency=1, hostname_prefix="survivor-"))
         kill(doomed)
         killed_at = time.time()
         if on_second_try is not None:
-            loop_until(lambda: len(_starts(starts)) == 2, "try 2 to start")
+            loop_until(job, lambda: len(_starts(starts)) == 2, "try 2 to start")
             on_second_try(doomed)
-        loop_until(lambda: not job.runs, "the DAG run to finish")
+        loop_until(job, lambda: not job.runs, "the DAG run to finish")
     finally:
         job.shutdown()
         for workers in started:

@@ -24,6 +24,7 @@ from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import task_run_command
 from crossdock.state import TaskInstanceState as S
 from service_gates import POSTGRES_URL, REDIS_URL, require_service
+from executor_doubles import FakeTI
 
 WAIT_LIMIT = 60.0
 DB_PASSWORD = "db-pa55-" + uuid.uuid4().hex[:8]
@@ -31,13 +32,6 @@ SIGNING_KEY = "signing-key-" + uuid.uuid4().hex
 BROKER_PASSWORD = "br0ker-" + uuid.uuid4().hex[:8]
 
 pytestmark = pytest.mark.postgres
-
-
-class FakeTI:
-    def __init__(self, key):
-        self.key = key
-        self.external_executor_id = None
-        self.executor_config = None
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from crossdock.executors.celery_worker import start_embedded_workers
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.state import TaskInstanceState as S
 from service_gates import REDIS_URL, require_service
+from executor_doubles import FakeTI
 
 pytestmark = pytest.mark.redis
 
@@ -32,15 +33,6 @@ BROKER = f"{REDIS_URL}/0"
 BACKEND = f"{REDIS_URL}/1"
 #: Upper bound for waits on real processes; a test ends as soon as the awaited thing happens.
 WAIT_LIMIT = 60.0
-
-
-class FakeTI:
-    """What the executor reads from a task instance; the scheduler is not part of these tests."""
-
-    def __init__(self, key):
-        self.key = key
-        self.external_executor_id = None
-        self.executor_config = None
 
 
 @pytest.fixture

@@ -95,6 +95,7 @@ class SchedulerJob:
         #: True once another scheduler took the lease from this one; it wrote nothing since.
         self.lost_leadership = False
         self._sends_outlive_this_process = False
+        self._database_lost = False
         self.hostname = conf.getstr("core", "hostname") or socket.getfqdn()
 
         self.runs: dict[int, ActiveRun] = {}
@@ -263,7 +264,8 @@ class SchedulerJob:
     def loop_once(self) -> int:
         """One step of the loop; returns how many things changed."""
         self.loop_count += 1
-        self._ensure_leader()
+        if not self._db_reachable_for(self._ensure_leader):
+            return 0
         now = utcnow()
         mono = time.monotonic()
         changed = 0
@@ -288,9 +290,11 @@ class SchedulerJob:
             # Tries bound for workers or pods are in the database before any is sent, so
             # the scheduler that takes over after a crash knows every try that may be out.
             # (A local executor's tries end with this process: nothing to adopt.)
+            if not self._db_reachable_for(self._flush):
+                return changed
             self._sends_outlive_this_process = False
-            self._flush()
-        self._ensure_leader()
+        if not self._db_reachable_for(self._ensure_leader):
+            return changed
         for executor in self.executors:
             self._guard(executor.heartbeat)
         changed += self._process_events()
@@ -300,6 +304,26 @@ class SchedulerJob:
             self._heartbeat_job()
         self._guard(self._flush)
         return changed
+
+    def _db_reachable_for(self, step: Callable[[], object]) -> bool:
+        """Run a step the rest of the loop step depends on; on a database error, skip the rest.
+
+        Nothing is sent to an executor while the lease cannot be renewed or the tries to
+        send cannot be recorded; executors keep their events until the next step reads
+        them. One line when the database goes away, one when it is back.
+        """
+        try:
+            step()
+        except SQLAlchemyError as exc:
+            if not self._database_lost:
+                self._database_lost = True
+                log.error("the metadata database cannot be reached (%s); sending and recording nothing "
+                          "until it can", describe_db_error(exc))
+            return False
+        if self._database_lost:
+            self._database_lost = False
+            log.warning("the metadata database can be reached again")
+        return True
 
     def _guard(self, step: Callable[[], int | None]) -> int:
         """Run one step; an error is logged and the loop goes on."""
