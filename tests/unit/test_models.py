@@ -106,3 +106,14 @@ def test_processes_starting_together_on_a_fresh_home_all_migrate(tmp_path):
         with context.Pool(4) as pool:
             revisions = pool.map(_first_use, [str(home)] * 4)
         assert len(set(revisions)) == 1 and revisions[0] is not None
+
+
+def test_the_head_revision_read_from_the_migration_files_is_alembics():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from crossdock import database
+
+    config = Config()
+    config.set_main_option("script_location", str(database.MIGRATIONS_DIR))
+    assert database._head_revision() == ScriptDirectory.from_config(config).get_current_head()
