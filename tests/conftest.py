@@ -31,6 +31,9 @@ def crossdock_home(tmp_path, monkeypatch):
     for name in list(os.environ):
         if name.startswith("CROSSDOCK__"):
             monkeypatch.delenv(name)
+    # A test that replaces a killed scheduler waits for its lease to time out: 60 % of this
+    # (the default, 10 s, would add six seconds to each; the fault tests set their own).
+    monkeypatch.setenv("CROSSDOCK__SCHEDULER__STANDBY_TAKEOVER_SECONDS", "2")
     home = tmp_path / "crossdock-home"
     home.mkdir()
     monkeypatch.setenv("CROSSDOCK_HOME", str(home))
