@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,15 @@ TIMEOUT_SHARE = 0.6
 SAFETY_SHARE = 0.25
 #: Renewals per timeout period; several, so one slow database round trip is not a loss.
 RENEWALS_PER_TIMEOUT = 5
+
+
+_LEASE = LeaseRow.__table__
+#: The holder's renewal, built once: it runs in every transaction the active scheduler
+#: writes in, so it is a plain Core statement (no ORM session bookkeeping), compiled once.
+_RENEW = (update(_LEASE)
+          .where(_LEASE.c.name == LEASE_NAME, _LEASE.c.token == bindparam("held_token"),
+                 _LEASE.c.holder_job_id == bindparam("job_id"))
+          .values(renewals=_LEASE.c.renewals + 1, renewed_at=bindparam("now")))
 
 
 class LeadershipLost(RuntimeError):
@@ -126,11 +135,8 @@ class SchedulerLease:
         if self.token is None:
             raise LeadershipLost(f"scheduler job {self.job_id} does not hold the lease")
         sent = time.monotonic()
-        renewed = session.execute(
-            update(LeaseRow)
-            .where(LeaseRow.name == LEASE_NAME, LeaseRow.token == self.token,
-                   LeaseRow.holder_job_id == self.job_id)
-            .values(renewals=LeaseRow.renewals + 1, renewed_at=utcnow()))
+        renewed = session.connection().execute(_RENEW, {"held_token": self.token, "job_id": self.job_id,
+                                                        "now": utcnow()})
         if renewed.rowcount != 1:
             lost_token, self.token = self.token, None
             raise LeadershipLost(f"scheduler job {self.job_id} lost the lease (its token {lost_token} is stale)")
