@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crossdock.exceptions import UserFacingError
+
 ENV_PREFIX = "CROSSDOCK__"
 HOME_ENV = "CROSSDOCK_HOME"
 CONFIG_FILE_ENV = "CROSSDOCK_CONFIG"
@@ -28,7 +30,7 @@ DEFAULT_HOME = "~/crossdock"
 CONFIG_FILE_NAME = "crossdock.cfg"
 
 
-class ConfigError(Exception):
+class ConfigError(UserFacingError):
     """A configuration value is missing, unreadable or of the wrong type.
 
     The message is always one line that names the section and key.

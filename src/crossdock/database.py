@@ -21,11 +21,12 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crossdock.configuration import ConfigError, conf
+from crossdock.exceptions import UserFacingError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-class DatabaseError(Exception):
+class DatabaseError(UserFacingError):
     """The metadata database cannot be reached or is not usable; the message is one line."""
 
 

@@ -1,5 +1,7 @@
 """Errors a command reports as one line (no traceback)."""
 
+from crossdock.exceptions import UserFacingError
 
-class CliError(Exception):
+
+class CliError(UserFacingError):
     """Something the user asked for cannot be done; the message says why."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from crossdock.exceptions import CrossdockError, UserFacingError
 
-class DagDefinitionError(ValueError):
+
+class DagDefinitionError(UserFacingError, ValueError):
     """A DAG or task was declared with a value crossdock cannot accept."""
 
 
@@ -39,7 +41,7 @@ class DuplicateTaskIdError(DagDefinitionError):
         return type(self), (self.dag_id, self.task_id)
 
 
-class TaskNotFound(KeyError):
+class TaskNotFound(UserFacingError, KeyError):
     """A task id that the DAG does not contain."""
 
     def __init__(self, dag_id: str, task_id: str):
@@ -55,7 +57,7 @@ class TaskNotFound(KeyError):
         return type(self), (self.dag_id, self.task_id)
 
 
-class DagFileError(Exception):
+class DagFileError(UserFacingError):
     """A DAG file could not be loaded; ``message`` is the readable reason."""
 
     def __init__(self, path: str, message: str):
@@ -67,7 +69,7 @@ class DagFileError(Exception):
         return f"{self.path}: {self.message}"
 
 
-class DagNotFound(LookupError):
+class DagNotFound(UserFacingError, LookupError):
     """No loadable DAG file defines the requested dag_id."""
 
     def __init__(self, dag_id: str, message: str):
@@ -82,7 +84,7 @@ class DagNotFound(LookupError):
         return type(self), (self.dag_id, self.message)
 
 
-class TaskFailure(Exception):
+class TaskFailure(CrossdockError):
     """A task's own work failed (for example a bash command exited non-zero).
 
     The runner reports the message as the failure reason of the try; it carries no

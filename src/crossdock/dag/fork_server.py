@@ -29,6 +29,7 @@ from crossdock.dag.processor import (
     kill_group,
     parse_payload,
 )
+from crossdock.exceptions import CrossdockError
 
 #: Seconds the server may take to start before the scan falls back to one
 #: interpreter per file.
@@ -37,7 +38,7 @@ SERVER_START_TIMEOUT = 30.0
 CHILD_FAILURE_CODE = 70
 
 
-class _ServerGone(Exception):
+class _ServerGone(CrossdockError):
     """The fork server exited or stopped answering."""
 
 

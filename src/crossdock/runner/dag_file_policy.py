@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+from crossdock.exceptions import UserFacingError
 
-class DagFileNotAllowed(ValueError):
+
+class DagFileNotAllowed(UserFacingError, ValueError):
     """The DAG file of a task command lies outside the allowed folders; nothing was imported."""
 
 

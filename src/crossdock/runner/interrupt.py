@@ -23,7 +23,11 @@ KILL_GRACE_SECONDS = 5.0
 
 
 class TaskInterrupted(BaseException):
-    """The task was stopped from outside; ``reason`` is the one-line failure reason."""
+    """The task was stopped from outside; ``reason`` is the one-line failure reason.
+
+    Deliberately not a :class:`~crossdock.exceptions.CrossdockError`: that root is an
+    ``Exception``, and a task's own ``except Exception:`` would then swallow its timeout.
+    """
 
     reason = "task interrupted"
 

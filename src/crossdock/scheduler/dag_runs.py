@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from crossdock.exceptions import UserFacingError
 from crossdock.models import DagModel, DagRun
 from crossdock.models.base import utcnow
 from crossdock.state import DagRunState
@@ -29,15 +30,15 @@ MANUAL = "manual"
 SCHEDULED = "scheduled"
 
 
-class DagNotFoundError(LookupError):
+class DagNotFoundError(UserFacingError, LookupError):
     """Triggering a DAG id that no parsed DAG file defines."""
 
 
-class DagRunExistsError(ValueError):
+class DagRunExistsError(UserFacingError, ValueError):
     """A run with that run_id already exists for the DAG."""
 
 
-class DagRunCreationError(RuntimeError):
+class DagRunCreationError(UserFacingError, RuntimeError):
     """The run could not be written (the database kept refusing); the message says why."""
 
 

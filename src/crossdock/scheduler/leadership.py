@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from crossdock.exceptions import CrossdockError
 from crossdock.models.base import utcnow
 from crossdock.models.scheduler_lease import SchedulerLease as LeaseRow
 
@@ -50,7 +51,7 @@ _RENEW = (update(_LEASE)
           .values(renewals=_LEASE.c.renewals + 1, renewed_at=bindparam("now")))
 
 
-class LeadershipLost(RuntimeError):
+class LeadershipLost(CrossdockError, RuntimeError):
     """The lease belongs to another scheduler now; this one must stop writing."""
 
 

@@ -1,0 +1,54 @@
+"""Every error crossdock raises on purpose hangs from one root, and the CLI relies on it."""
+
+from __future__ import annotations
+
+import pytest
+
+from crossdock.cli.errors import CliError
+from crossdock.configuration import ConfigError
+from crossdock.dag.exceptions import (
+    DagCycleError,
+    DagDefinitionError,
+    DagFileError,
+    DagNotFound,
+    DuplicateTaskIdError,
+    TaskFailure,
+    TaskNotFound,
+)
+from crossdock.dag.fork_server import _ServerGone
+from crossdock.database import DatabaseError
+from crossdock.exceptions import CrossdockError, UserFacingError
+from crossdock.runner.dag_file_policy import DagFileNotAllowed
+from crossdock.runner.interrupt import TaskInterrupted, TaskTimeout
+from crossdock.scheduler.dag_runs import DagRunCreationError, DagRunExistsError
+from crossdock.scheduler.leadership import LeadershipLost
+
+# (class, builtin base that callers catch it by, or None)
+USER_FACING = [
+    (ConfigError, None), (DatabaseError, None), (CliError, None), (DagFileError, None),
+    (DagNotFound, LookupError), (DagRunExistsError, ValueError), (DagRunCreationError, RuntimeError),
+    (DagDefinitionError, ValueError), (DagCycleError, ValueError), (DuplicateTaskIdError, ValueError),
+    (TaskNotFound, KeyError), (DagFileNotAllowed, ValueError),
+]
+
+
+@pytest.mark.parametrize(("error", "builtin"), USER_FACING, ids=[e.__name__ for e, _ in USER_FACING])
+def test_what_a_user_can_fix_is_user_facing_and_keeps_its_builtin_base(error, builtin):
+    assert issubclass(error, UserFacingError)
+    if builtin is not None:
+        assert issubclass(error, builtin)
+
+
+@pytest.mark.parametrize("error", [TaskFailure, _ServerGone, LeadershipLost])
+def test_internal_errors_are_crossdock_errors_but_not_shown_as_user_errors(error):
+    assert issubclass(error, CrossdockError) and not issubclass(error, UserFacingError)
+
+
+def test_a_timeout_is_not_swallowed_by_a_tasks_except_exception():
+    assert not issubclass(TaskInterrupted, Exception)
+    with pytest.raises(TaskTimeout):
+        try:
+            raise TaskTimeout(1)
+        except Exception:  # noqa: BLE001 - what task code commonly writes
+            pytest.fail("a task's `except Exception` caught its own timeout")
+
