@@ -52,3 +52,23 @@ def test_a_timeout_is_not_swallowed_by_a_tasks_except_exception():
         except Exception:  # noqa: BLE001 - what task code commonly writes
             pytest.fail("a task's `except Exception` caught its own timeout")
 
+
+
+def test_one_class_says_no_such_dag_for_the_loader_and_for_triggers():
+    from crossdock.scheduler.dag_runs import DagNotFoundError
+
+    assert DagNotFoundError is DagNotFound
+    error = DagNotFound("ghost")
+    assert error.dag_id == "ghost" and str(error) == "DAG 'ghost' not found"
+    assert isinstance(error, LookupError)
+
+
+def test_triggering_an_unknown_dag_raises_it_naming_the_dag():
+    from crossdock import database
+    from crossdock.scheduler.dag_runs import trigger_dag_run
+
+    database.migrate()
+    with pytest.raises(DagNotFound) as info:
+        trigger_dag_run("ghost")
+    assert info.value.dag_id == "ghost"
+    assert str(info.value) == "DAG 'ghost' not found; no DAGs are parsed yet"

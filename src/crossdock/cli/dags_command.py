@@ -172,7 +172,7 @@ def _parse_unless_known(dag_id: str) -> None:
         known = session.get(DagModel, dag_id)
     if known is None and errors:
         failed = "; ".join(f"{path}: {(error.strip().splitlines() or ['failed'])[0]}" for path, error in sorted(errors.items()))
-        raise DagNotFoundError(f"DAG {dag_id!r} not found; the DAG folder has import errors: {failed}")
+        raise DagNotFoundError(dag_id, f"DAG {dag_id!r} not found; the DAG folder has import errors: {failed}")
 
 
 def wait_for_run(dag_id: str, run_id: str, *, timeout: float | None) -> str:
@@ -235,7 +235,7 @@ def _set_paused(dag_id: str, paused: bool) -> None:
     with create_session() as session:
         dag = session.get(DagModel, dag_id)
         if dag is None:
-            raise DagNotFoundError(f"DAG {dag_id!r} not found")
+            raise DagNotFoundError(dag_id)
         dag.is_paused = paused
     print(f"DAG {dag_id!r} {'paused' if paused else 'unpaused'}")
 

@@ -70,12 +70,16 @@ class DagFileError(UserFacingError):
 
 
 class DagNotFound(UserFacingError, LookupError):
-    """No loadable DAG file defines the requested dag_id."""
+    """No DAG file (or no parsed DAG in the database) defines the requested dag_id.
 
-    def __init__(self, dag_id: str, message: str):
+    One class for the loader and for triggers, so a caller catches "no such DAG" once;
+    ``message`` adds where the DAG was looked for.
+    """
+
+    def __init__(self, dag_id: str, message: str | None = None):
         self.dag_id = dag_id
-        self.message = message
-        super().__init__(message)
+        self.message = message or f"DAG {dag_id!r} not found"
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         return self.message

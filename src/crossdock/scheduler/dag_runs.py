@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from crossdock.dag.exceptions import DagNotFound
 from crossdock.exceptions import UserFacingError
 from crossdock.models import DagModel, DagRun
 from crossdock.models.base import utcnow
@@ -30,8 +31,9 @@ MANUAL = "manual"
 SCHEDULED = "scheduled"
 
 
-class DagNotFoundError(UserFacingError, LookupError):
-    """Triggering a DAG id that no parsed DAG file defines."""
+#: Triggering a DAG id that no parsed DAG file defines is the same error as loading one;
+#: the older name stays importable.
+DagNotFoundError = DagNotFound
 
 
 class DagRunExistsError(UserFacingError, ValueError):
@@ -63,7 +65,7 @@ def create_dag_run(session: Session, *, dag_id: str, run_type: str = MANUAL,
     if dag is None or not dag.is_active:
         known = session.scalars(select(DagModel.dag_id).where(DagModel.is_active.is_(True))).all()
         hint = f"; known DAGs: {', '.join(sorted(known))}" if known else "; no DAGs are parsed yet"
-        raise DagNotFoundError(f"DAG {dag_id!r} not found{hint}")
+        raise DagNotFoundError(dag_id, f"DAG {dag_id!r} not found{hint}")
     now = utcnow()
     free_to_move = run_id is None and logical_date is None
     logical_date = logical_date or now
