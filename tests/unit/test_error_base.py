@@ -72,3 +72,64 @@ def test_triggering_an_unknown_dag_raises_it_naming_the_dag():
         trigger_dag_run("ghost")
     assert info.value.dag_id == "ghost"
     assert str(info.value) == "DAG 'ghost' not found; no DAGs are parsed yet"
+
+
+class _NewUserError(UserFacingError):
+    """A user error the CLI was never told about by name."""
+
+
+def _cli_raising(monkeypatch, error: BaseException) -> None:
+    """Give the CLI a single command, ``boom``, whose handler raises ``error``."""
+    from crossdock.cli import main as cli_main
+    from crossdock.cli.definition import ActionCommand
+
+    def handler(_args):
+        raise error
+
+    monkeypatch.setattr(cli_main, "_commands", lambda: [ActionCommand("boom", "raise", handler)])
+
+
+CLI_USER_ERRORS = [
+    _NewUserError("the widget is not wound"),
+    ConfigError("[core] parallelism = 'x' is not an integer"),
+    DatabaseError("cannot use the metadata database at sqlite:///x: locked"),
+    DagNotFound("ghost"),
+    DagRunExistsError("DAG 'd' already has a run with run_id 'r1'"),
+    DagRunCreationError("no free run_id for DAG 'd' after 50 tries"),
+    CliError("--conf must be a JSON object"),
+    DuplicateTaskIdError("d", "t"),
+    TaskNotFound("d", "t"),
+    DagFileError("/dags/x.py", "SyntaxError: invalid syntax"),
+]
+
+
+@pytest.mark.parametrize("error", CLI_USER_ERRORS, ids=lambda e: type(e).__name__)
+def test_a_user_error_from_a_command_is_one_line_and_exit_1(monkeypatch, capsys, error):
+    from crossdock.cli.main import main
+
+    monkeypatch.delenv("CROSSDOCK_DEBUG", raising=False)
+    _cli_raising(monkeypatch, error)
+    assert main(["boom"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"crossdock: error: {error}\n" and captured.out == ""
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a bug"), ValueError("a bug"), TaskFailure("a bug")],
+                         ids=lambda e: type(e).__name__)
+def test_any_other_error_from_a_command_escapes_with_its_traceback(monkeypatch, error):
+    from crossdock.cli.main import main
+
+    monkeypatch.delenv("CROSSDOCK_DEBUG", raising=False)
+    _cli_raising(monkeypatch, error)
+    with pytest.raises(type(error)) as info:
+        main(["boom"])
+    assert info.value is error
+
+
+def test_crossdock_debug_shows_the_traceback_of_a_user_error(monkeypatch):
+    from crossdock.cli.main import main
+
+    monkeypatch.setenv("CROSSDOCK_DEBUG", "1")
+    _cli_raising(monkeypatch, _NewUserError("the widget is not wound"))
+    with pytest.raises(_NewUserError):
+        main(["boom"])

@@ -1,7 +1,8 @@
 """``crossdock``: the command line. Each command group lives in its own module.
 
-Errors a user can fix (bad config, unreachable database, unknown DAG) print one line
-and exit 1; nothing prints a traceback unless ``CROSSDOCK_DEBUG=1``.
+Errors a user can fix (any :class:`~crossdock.exceptions.UserFacingError`: bad config,
+unreachable database, unknown DAG) print one line and exit 1, or their traceback when
+``CROSSDOCK_DEBUG=1``. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Sequence
 
 from crossdock.cli.definition import ActionCommand, GroupCommand
 from crossdock.configuration import ConfigError
+from crossdock.exceptions import UserFacingError
 
 #: Modules that define a command list ``COMMANDS`` (top-level ActionCommands and GroupCommands).
 COMMAND_MODULES = (
@@ -22,19 +24,6 @@ COMMAND_MODULES = (
     "crossdock.cli.celery_command",
     "crossdock.cli.kubernetes_command",
 )
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from crossdock.database import DatabaseError
-    from crossdock.scheduler.dag_runs import DagNotFoundError, DagRunExistsError
-
-    errors: list[type[BaseException]] = [ConfigError, DatabaseError, DagNotFoundError, DagRunExistsError]
-    try:
-        from crossdock.cli.errors import CliError
-        errors.append(CliError)
-    except ImportError:
-        pass
-    return tuple(errors)
 
 
 def _commands() -> list[ActionCommand | GroupCommand]:
@@ -112,10 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = func(args)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - only the user's errors become one line
-        # The error classes are looked up only now: importing them pulls in the database
-        # layer, which commands like `version` and `--help` never need.
-        if not isinstance(exc, _user_errors()) or os.environ.get("CROSSDOCK_DEBUG") == "1":
+    except UserFacingError as exc:
+        # Anything else escapes with its traceback: it is a bug, not the user's to fix.
+        if os.environ.get("CROSSDOCK_DEBUG") == "1":
             raise
         print(f"crossdock: error: {exc}", file=sys.stderr)
         return 1
