@@ -6,10 +6,9 @@ Lookup order for ``[section] key``:
 2. ``$CROSSDOCK_HOME/crossdock.cfg`` (``CROSSDOCK_HOME`` defaults to ``~/crossdock``),
 3. the default in :data:`DEFAULTS`.
 
-Every key crossdock reads is declared in :data:`DEFAULTS` with its type and meaning, so a
-bad value fails with one line naming the key instead of a traceback deep in the code
-that happened to read it first. Section and key names follow Airflow's where Airflow has
-one, so an Airflow user can carry their ``airflow.cfg`` knowledge over.
+Every key crossdock reads is declared in :mod:`crossdock.config_schema` with its type and
+meaning, so a bad value fails with one line naming the key instead of a traceback deep in
+the code that happened to read it first.
 """
 
 from __future__ import annotations
@@ -17,10 +16,10 @@ from __future__ import annotations
 import configparser
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crossdock.config_schema import SCHEMA, Option
 from crossdock.exceptions import UserFacingError
 
 ENV_PREFIX = "CROSSDOCK__"
@@ -37,78 +36,9 @@ class ConfigError(UserFacingError):
     """
 
 
-@dataclass(frozen=True)
-class Option:
-    """One documented configuration key."""
-
-    default: Any
-    kind: str  # "str" | "int" | "float" | "bool" | "json"
-    help: str
-
-
-def _opt(default: Any, kind: str, help: str) -> Option:
-    return Option(default, kind, help)
-
-
-#: Every key crossdock reads, by section. ``{CROSSDOCK_HOME}`` in a default is expanded.
-DEFAULTS: dict[str, dict[str, Option]] = {
-    "core": {
-        "executor": _opt("LocalExecutor", "str",
-                         "Executor name or dotted path; a comma-separated list configures several, "
-                         "the first being the default."),
-        "parallelism": _opt(32, "int", "Most task instances running at once, across all DAGs."),
-        "max_active_tasks_per_dag": _opt(16, "int", "Most running task instances of one DAG."),
-        "max_active_runs_per_dag": _opt(16, "int", "Default max_active_runs of a DAG."),
-        "dags_folder": _opt("{CROSSDOCK_HOME}/dags", "str", "Folder scanned for DAG files."),
-        "default_queue": _opt("default", "str", "Queue of an operator that names none."),
-        "default_pool_slots": _opt(128, "int", "Slots of the built-in default_pool."),
-        "dagbag_import_timeout": _opt(30.0, "float",
-                                      "Seconds a DAG file may take to import before it is killed."),
-        "load_examples": _opt(False, "bool", "Also load crossdock's example DAGs."),
-        "hostname": _opt("", "str", "Hostname recorded on task instances; empty means the machine's."),
-        "task_commands_only": _opt(True, "bool",
-                                   "Executors and workers run only 'crossdock tasks run ...' commands. Turn "
-                                   "off only to drive executors directly with commands of your own."),
-        "cache_dag_files_in_workers": _opt(True, "bool",
-                                           "A warm process that forks task tries (the LocalExecutor's, a "
-                                           "Celery worker's pool process) imports each DAG file once and "
-                                           "its forks inherit the loaded DAGs. Off: every try imports it."),
-    },
-    "database": {
-        "sql_alchemy_conn": _opt("sqlite:///{CROSSDOCK_HOME}/crossdock.db", "str",
-                                 "SQLAlchemy URL of the metadata database."),
-        "sql_alchemy_pool_size": _opt(5, "int", "Connection pool size (not used for SQLite)."),
-        "sqlite_busy_timeout": _opt(30.0, "float", "Seconds SQLite waits on a locked database."),
-        "connect_timeout": _opt(10, "int", "Seconds to wait when connecting to the database."),
-    },
-    "scheduler": {
-        "task_queued_timeout": _opt(600.0, "float",
-                                    "Seconds a task may stay queued before it is revoked and requeued."),
-        "num_stuck_in_queued_retries": _opt(2, "int",
-                                            "Requeues of a task stuck in queued before it fails."),
-        "scheduler_heartbeat_sec": _opt(5.0, "float", "Seconds between heartbeats of the scheduler job."),
-        "scheduler_health_check_threshold": _opt(30.0, "float",
-                                                 "Seconds without a heartbeat after which a job is dead."),
-        "dag_dir_list_interval": _opt(30.0, "float", "Seconds between re-scans of the DAG folder."),
-        "min_loop_sleep": _opt(0.002, "float", "Shortest pause of the scheduler loop when busy."),
-        "max_loop_sleep": _opt(0.2, "float", "Longest pause of the scheduler loop when idle."),
-        "new_runs_poll_interval": _opt(0.2, "float",
-                                       "Seconds between checks for triggered DAG runs."),
-        "orphaned_tasks_check_interval": _opt(300.0, "float",
-                                              "Seconds between checks for tasks of dead schedulers."),
-        "standby_takeover_seconds": _opt(10.0, "float",
-                                         "Most seconds from the active scheduler's death to a standby "
-                                         "being active (its lease times out in 60 % of it)."),
-    },
-    "logging": {
-        "base_log_folder": _opt("{CROSSDOCK_HOME}/logs", "str", "Root folder of task logs."),
-        "logging_level": _opt("INFO", "str", "Level of crossdock's own log messages."),
-    },
-    "local_executor": {
-        "fork": _opt(True, "bool",
-                     "Run each task in a fork of a warm process (True) or a new interpreter (False)."),
-    },
-}
+#: Every key crossdock reads, by section: the declared ones (:mod:`crossdock.config_schema`)
+#: and any a third-party executor adds with :func:`register_defaults`.
+DEFAULTS: dict[str, dict[str, Option]] = {section: dict(options) for section, options in SCHEMA.items()}
 
 
 def crossdock_home() -> Path:
@@ -292,12 +222,16 @@ conf = CrossdockConfig()
 
 
 def register_defaults(section: str, options: dict[str, Option]) -> None:
-    """Let an executor module declare its own section (``[celery]``, ``[kubernetes_executor]``)."""
+    """Let an executor of another package declare its own section (or add keys to one).
+
+    crossdock's own sections are all in :mod:`crossdock.config_schema`; what is registered
+    here is listed, checked and treated as known just the same.
+    """
     DEFAULTS.setdefault(section, {}).update(options)
 
 
-def write_default_config(path: Path) -> None:
-    """Write a commented config file listing every key and its default."""
+def default_config_text() -> str:
+    """A commented config file listing every key, its meaning and its default."""
     lines = ["# crossdock configuration; every key shows its default.", ""]
     for section, options in DEFAULTS.items():
         lines.append(f"[{section}]")
@@ -308,5 +242,10 @@ def write_default_config(path: Path) -> None:
                 default = str(default)
             lines.append(f"# {key} = {default}")
         lines.append("")
+    return "\n".join(lines)
+
+
+def write_default_config(path: Path) -> None:
+    """Write :func:`default_config_text` to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text(default_config_text(), encoding="utf-8")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from crossdock.configuration import DEFAULTS, ConfigError, conf, config_file_path
+from crossdock.configuration import DEFAULTS, ConfigError, conf, config_file_path, default_config_text
 
 
 def get(args) -> int:
@@ -22,15 +22,7 @@ def get(args) -> int:
 
 def list_config(args) -> int:
     if args.defaults:
-        from pathlib import Path
-        import tempfile
-
-        from crossdock.configuration import write_default_config
-
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "crossdock.cfg"
-            write_default_config(path)
-            sys.stdout.write(path.read_text())
+        sys.stdout.write(default_config_text())
         return 0
     from crossdock.config_secrets import mask_setting
 

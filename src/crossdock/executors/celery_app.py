@@ -10,6 +10,7 @@ broker).
 With no servers configured the defaults need none either: kombu's filesystem transport
 as broker (measured faster than the SQLAlchemy/SQLite transport here, and it supports the
 broadcast messages that ``celery inspect``/``revoke`` need) and a SQLite result backend.
+The keys and their defaults are declared in :mod:`crossdock.config_schema`.
 """
 
 from __future__ import annotations
@@ -23,18 +24,11 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
-from crossdock.configuration import ConfigError, Option, conf, crossdock_home, register_defaults
+from crossdock.config_schema import DEFAULT_VISIBILITY_TIMEOUT
+from crossdock.configuration import ConfigError, conf, crossdock_home
 from crossdock.executors.celery_worker import EXECUTE_COMMAND_TASK  # noqa: F401 - re-exported
 
 APP_NAME = "crossdock"
-DEFAULT_BROKER_URL = "filesystem://localhost/{CROSSDOCK_HOME}/celery-broker"
-DEFAULT_RESULT_BACKEND = "db+sqlite:///{CROSSDOCK_HOME}/celery-results.db"
-DEFAULT_WORKER_CONCURRENCY = 16
-DEFAULT_OPERATION_TIMEOUT = 1.0
-DEFAULT_PUBLISH_MAX_RETRIES = 3
-#: Seconds an unacknowledged message stays invisible on brokers that emulate acks
-#: (Redis, SQS): longer than any task should run, so a slow task is not redelivered.
-DEFAULT_VISIBILITY_TIMEOUT = 86400
 #: How often the filesystem broker looks for new messages; the latency floor of the
 #: embedded setup.
 FILESYSTEM_POLLING_INTERVAL = 0.05
@@ -42,101 +36,6 @@ FILESYSTEM_POLLING_INTERVAL = 0.05
 PUBLISH_RETRY_INTERVALS = {"interval_start": 0.0, "interval_step": 0.1, "interval_max": 0.25}
 #: Brokers on which kombu emulates acknowledgements with a visibility timeout.
 VISIBILITY_TIMEOUT_SCHEMES = frozenset({"redis", "rediss", "sentinel", "sqs"})
-
-
-def _opt(default: Any, kind: str, help: str) -> Option:
-    return Option(default, kind, help)
-
-
-CELERY_OPTIONS: dict[str, Option] = {
-    "broker_url": _opt(DEFAULT_BROKER_URL, "str",
-                       "Celery broker URL: redis://host:6379/0, amqp://user:pass@host:5672//, or the "
-                       "serverless default (kombu's filesystem transport under CROSSDOCK_HOME)."),
-    "result_backend": _opt(DEFAULT_RESULT_BACKEND, "str",
-                           "Celery result backend: redis://..., db+postgresql://user@host/db, or the "
-                           "serverless default (SQLite under CROSSDOCK_HOME)."),
-    "worker_concurrency": _opt(DEFAULT_WORKER_CONCURRENCY, "int",
-                               "Tasks one worker runs at once (its prefork pool size)."),
-    "worker_autoscale": _opt("", "str",
-                             "'max,min' pool sizes for an autoscaling worker; empty means a fixed pool."),
-    "worker_prefetch_multiplier": _opt(1, "int",
-                                       "Messages a worker reserves per pool process; 1 keeps long tasks "
-                                       "from holding messages other workers could run."),
-    "task_acks_late": _opt(True, "bool",
-                           "Acknowledge a message after its task ran, so a killed worker's task is "
-                           "redelivered instead of lost."),
-    "task_track_started": _opt(True, "bool",
-                               "Report running tasks to the scheduler. Workers always record a claim "
-                               "(state STARTED) before running, because the claim is what stops a "
-                               "redelivered message from running a try twice."),
-    "operation_timeout": _opt(DEFAULT_OPERATION_TIMEOUT, "float",
-                              "Seconds the scheduler waits on the broker or backend for one operation."),
-    "sync_parallelism": _opt(0, "int",
-                             "Kept for Airflow compatibility: states are fetched in one bulk request "
-                             "per backend, so no process pool is used. 0 means cpus-1."),
-    "task_publish_max_retries": _opt(DEFAULT_PUBLISH_MAX_RETRIES, "int",
-                                     "Heartbeats on which a failed publish is tried again before the "
-                                     "task fails."),
-    "pool": _opt("prefork", "str", "Celery worker pool: prefork (the default), threads, solo."),
-    "worker_lost_check_interval": _opt(
-        60.0, "float",
-        "Seconds between pings of the workers running tasks; a task whose worker missed two "
-        "pings in a row is given up as lost (and run again, not charged to its retries) instead "
-        "of waiting for a redelivery (on Redis that comes only after visibility_timeout). "
-        "0 turns the check off."),
-    "try_lease_renew_interval": _opt(
-        1.0, "float",
-        "Seconds between a worker's renewals of the claim of each try it runs (the try's lease); "
-        "0 turns leases off."),
-    "try_lease_timeout": _opt(
-        15.0, "float",
-        "Seconds a running try's lease may go unrenewed before the scheduler takes its worker "
-        "as dead and runs the try again, not charged to the task's retries. 0 turns the check off."),
-    "broker_loss_check_interval": _opt(
-        1.0, "float",
-        "Seconds between checks that a Redis broker and result backend still hold what was "
-        "written to them; one that came back empty has its unclaimed tries published again. "
-        "0 turns the check off."),
-    "republish_grace": _opt(
-        3.0, "float",
-        "Seconds after a Redis broker or backend came back empty before unclaimed tries are "
-        "published again: time for workers to write back the claims of tries they still run."),
-    "execute_tasks_new_python_interpreter": _opt(
-        False, "bool",
-        "Run each task in a new Python interpreter instead of a fork of the warm worker process."),
-    "worker_enable_remote_control": _opt(True, "bool",
-                                         "Let workers answer inspect/revoke/shutdown broadcasts."),
-    "ssl_active": _opt(False, "bool", "Talk to the broker over TLS."),
-    "ssl_key": _opt("", "str", "Client key file for broker TLS."),
-    "ssl_cert": _opt("", "str", "Client certificate file for broker TLS."),
-    "ssl_cacert": _opt("", "str", "CA bundle that signs the broker's certificate."),
-    "extra_celery_config": _opt("{}", "json",
-                                "JSON object of further Celery settings, applied last (serializers "
-                                "stay JSON)."),
-    "flower_host": _opt("127.0.0.1", "str",
-                        "Address Flower listens on. Another address needs flower_basic_auth (or "
-                        "flower_allow_unauthenticated = True): Flower can revoke tasks and stop workers."),
-    "flower_allow_unauthenticated": _opt(False, "bool",
-                                         "Let Flower listen on a non-loopback address without basic auth "
-                                         "(for a proxy that authenticates in front of it)."),
-    "task_signing_key": _opt("", "str",
-                             "Secret shared by the scheduler and the workers. When set, the executor signs "
-                             "every task message (HMAC-SHA256 over task id and command) and a worker "
-                             "refuses a message with a missing or wrong signature. Never logged, masked by "
-                             "'config list', never put into a pod or a try's environment."),
-    "flower_port": _opt(5555, "int", "Port Flower listens on."),
-    "flower_url_prefix": _opt("", "str", "URL prefix when Flower runs behind a proxy."),
-    "flower_basic_auth": _opt("", "str", "'user:password[,user2:password2]' guarding Flower."),
-}
-
-TRANSPORT_OPTIONS: dict[str, Option] = {
-    "visibility_timeout": _opt(None, "int",
-                               "Seconds before an unacknowledged message is redelivered; unset means "
-                               f"{DEFAULT_VISIBILITY_TIMEOUT} for Redis/SQS brokers and nothing for AMQP."),
-}
-
-register_defaults("celery", CELERY_OPTIONS)
-register_defaults("celery_broker_transport_options", TRANSPORT_OPTIONS)
 
 #: Settings no configuration may change: JSON only, never pickle (a message a stranger
 #: can write must not be able to run code on a worker).

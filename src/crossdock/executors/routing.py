@@ -20,11 +20,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Iterable
 
-from crossdock.configuration import ConfigError, Option, conf, register_defaults
-
-register_defaults("executor_routing", {
-    "rules": Option("", "str", "Queue glob = executor pairs, checked in order (newline or comma separated)."),
-})
+from crossdock.configuration import ConfigError, conf
 
 
 @dataclass(frozen=True)

@@ -1,65 +1,25 @@
-"""The ``[kubernetes_executor]`` configuration section, declared beside the code that reads it.
+"""How the KubernetesExecutor uses ``[kubernetes_executor]``: read once into one object.
 
-Importing this module registers the section (so ``crossdock config`` lists it and a bad
-value fails naming its key); :func:`KubeExecutorConfig.from_conf` reads it once, so the
-executor does not re-parse configuration on every loop.
+The keys are declared in :mod:`crossdock.config_schema`; :func:`KubeExecutorConfig.from_conf`
+reads them once, so the executor does not re-parse configuration on every loop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from crossdock.configuration import ConfigError, Option, conf, register_defaults
+from crossdock.config_schema import KUBERNETES_EXECUTOR
+from crossdock.configuration import ConfigError, conf
 
 SECTION = "kubernetes_executor"
 
-DEFAULT_NAMESPACE = "default"
-DEFAULT_WORKER_REPOSITORY = "crossdock-worker"
-DEFAULT_WORKER_TAG = "latest"
-DEFAULT_CREATION_BATCH_SIZE = 16
-DEFAULT_PUBLISH_MAX_RETRIES = 3
+DEFAULT_NAMESPACE = KUBERNETES_EXECUTOR["namespace"].default
+DEFAULT_WORKER_REPOSITORY = KUBERNETES_EXECUTOR["worker_container_repository"].default
+DEFAULT_WORKER_TAG = KUBERNETES_EXECUTOR["worker_container_tag"].default
+DEFAULT_CREATION_BATCH_SIZE = KUBERNETES_EXECUTOR["worker_pods_creation_batch_size"].default
+DEFAULT_PUBLISH_MAX_RETRIES = KUBERNETES_EXECUTOR["task_publish_max_retries"].default
 #: Container reasons of a Pending pod that will never start: fail the try at once.
-DEFAULT_FATAL_REASONS = ("CreateContainerConfigError,ErrImagePull,CreateContainerError,"
-                         "ImageInspectError,InvalidImageName")
-
-register_defaults(SECTION, {
-    "namespace": Option(DEFAULT_NAMESPACE, "str", "Namespace worker pods are created in."),
-    "pod_template_file": Option("", "str",
-                                "YAML file of the pod every worker pod starts from; empty: a built-in "
-                                "pod with one container named 'base'."),
-    "worker_container_repository": Option(DEFAULT_WORKER_REPOSITORY, "str",
-                                          "Image repository of the base container (unless a "
-                                          "pod_override sets an image)."),
-    "worker_container_tag": Option(DEFAULT_WORKER_TAG, "str", "Image tag of the base container."),
-    "delete_worker_pods": Option(True, "bool", "Delete a worker pod once its task try has finished "
-                                               "(its log is saved to the task log first)."),
-    "delete_worker_pods_on_failure": Option(False, "bool",
-                                            "Also delete pods whose try failed (needs delete_worker_pods)."),
-    "worker_pods_creation_batch_size": Option(DEFAULT_CREATION_BATCH_SIZE, "int",
-                                              "Most pods created per scheduler loop."),
-    "worker_pod_pending_fatal_container_state_reasons": Option(
-        DEFAULT_FATAL_REASONS, "str",
-        "Comma-separated container waiting reasons that fail a Pending pod's try at once."),
-    "multi_namespace_mode": Option(False, "bool",
-                                   "Let pod_override choose any namespace and watch pods in all of them."),
-    "multi_namespace_mode_namespace_list": Option("", "str",
-                                                  "Comma-separated namespaces multi_namespace_mode may use "
-                                                  "(watched one by one); empty: all namespaces."),
-    "in_cluster": Option(False, "bool", "Use the service account of the pod the scheduler runs in."),
-    "config_file": Option("", "str", "Kubeconfig file; empty: $KUBECONFIG or ~/.kube/config."),
-    "cluster_context": Option("", "str", "Kubeconfig context; empty: the file's current context."),
-    "task_publish_max_retries": Option(DEFAULT_PUBLISH_MAX_RETRIES, "int",
-                                       "Retries of a pod creation that failed with 409, 5xx, a quota "
-                                       "error or a connection error before the try fails."),
-    "validate_commands": Option(True, "bool",
-                                "Refuse commands other than 'crossdock tasks run ...' (fail the try, "
-                                "create no pod)."),
-    "share_local_environment": Option(False, "bool",
-                                      "Pods run on this machine (the local pod runtime, or a node agent "
-                                      "of ours): give each pod this process's PATH (this install first), "
-                                      "PYTHONPATH, VIRTUAL_ENV, CROSSDOCK_HOME, CROSSDOCK_CONFIG, "
-                                      "CROSSDOCK__* overrides, dags_folder and base_log_folder."),
-})
+DEFAULT_FATAL_REASONS = KUBERNETES_EXECUTOR["worker_pod_pending_fatal_container_state_reasons"].default
 
 
 def _split(value: str) -> list[str]:

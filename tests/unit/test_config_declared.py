@@ -1,0 +1,61 @@
+"""Configuration declared whole: every section is known without importing the code that reads it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from crossdock.cli.main import main
+from crossdock.configuration import DEFAULTS, ConfigError, Option, conf, register_defaults
+
+
+def crossdock(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_reading_the_configuration_imports_no_executor_celery_or_kubernetes_client():
+    probe = ("import sys, crossdock.configuration as c; c.conf.get('celery', 'broker_url'); "
+             "print(sorted(m for m in sys.modules if 'celery' in m or m.split('.')[0] == 'kubernetes' "
+             "or m.startswith('crossdock.executors') or m.startswith('crossdock.kubernetes')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_config_list_defaults_shows_every_section_of_every_executor(capsys):
+    code, out, _ = crossdock(capsys, "config", "list", "--defaults")
+    assert code == 0
+    for section in ("core", "celery", "celery_broker_transport_options", "kubernetes_executor",
+                    "celery_kubernetes_executor", "executor_routing", "kubernetes_local_runtime",
+                    "local_executor"):
+        assert f"[{section}]\n" in out
+    assert "# broker_url = filesystem://localhost/{CROSSDOCK_HOME}/celery-broker" in out
+    assert "# namespace = default" in out
+
+
+def test_config_get_answers_for_executor_sections_and_a_typo_is_still_refused(capsys, monkeypatch):
+    code, out, _ = crossdock(capsys, "config", "get", "celery", "broker_url")
+    assert code == 0 and out.strip().startswith("filesystem://localhost/")
+    monkeypatch.setenv("CROSSDOCK__KUBERNETES_EXECUTOR__NAMESPACE", "batch")
+    assert crossdock(capsys, "config", "get", "kubernetes_executor", "namespace")[1].strip() == "batch"
+    code, _, err = crossdock(capsys, "config", "get", "celery", "brokr_url")
+    assert code == 1 and "[celery] brokr_url" in err
+
+
+def test_a_third_party_executor_can_still_register_its_section(capsys, monkeypatch):
+    monkeypatch.setitem(DEFAULTS, "acme_executor", {})
+    register_defaults("acme_executor", {"region": Option("eu-west", "str", "Where Acme runs tasks.")})
+    assert conf.get("acme_executor", "region") == "eu-west"
+    code, out, _ = crossdock(capsys, "config", "list", "--defaults")
+    assert "[acme_executor]\n# Where Acme runs tasks.\n# region = eu-west" in out
+    monkeypatch.setenv("CROSSDOCK__ACME_EXECUTOR__REGION", "us-east")
+    assert crossdock(capsys, "config", "get", "acme_executor", "region")[1].strip() == "us-east"
+
+
+def test_a_bad_declared_value_names_its_key_even_if_its_module_was_never_imported(monkeypatch):
+    monkeypatch.setenv("CROSSDOCK__KUBERNETES_LOCAL_RUNTIME__HISTORY_LIMIT", "plenty")
+    with pytest.raises(ConfigError, match=r"\[kubernetes_local_runtime\] history_limit = 'plenty'"):
+        conf.get("kubernetes_local_runtime", "history_limit")
