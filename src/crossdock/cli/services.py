@@ -14,7 +14,7 @@ log = logging.getLogger("crossdock.services")
 
 def configured_executor_classes() -> set[str]:
     """Class names of the configured executors and of a hybrid's children (nothing imported)."""
-    from crossdock.executors.executor_loader import CHILD_EXECUTOR_NAMES, parse_executor_names
+    from crossdock.executor_names import CHILD_EXECUTOR_NAMES, parse_executor_names
 
     names: set[str] = set()
     for name in parse_executor_names():

@@ -89,7 +89,7 @@ def check_task_executors(dag) -> None:
     file: workers may be configured differently and only the scheduler routes.
     """
     from crossdock.dag.exceptions import DagDefinitionError
-    from crossdock.executors.executor_loader import known_executor_names
+    from crossdock.executor_names import known_executor_names
 
     names = None
     for task in dag.tasks:
