@@ -15,15 +15,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from crossdock.configuration import conf
+from crossdock.configuration import Option, conf, register_defaults
 from crossdock.executors.base_executor import BaseExecutor, CommandType, EventBufferValueType
-from crossdock.executors.routing import RoutingRule, configured_rules, route
+from crossdock.executors.routing import RoutingRule, configured_rules
 from crossdock.models.taskinstancekey import TaskInstanceKey
 
 if TYPE_CHECKING:
     from crossdock.executors.celery_executor import CeleryExecutor
     from crossdock.executors.kubernetes_executor import KubernetesExecutor
     from crossdock.models.taskinstance import TaskInstance
+
+register_defaults("celery_kubernetes_executor", {
+    "kubernetes_queue": Option("kubernetes", "str",
+                               "Queue whose tasks run in Kubernetes pods; every other queue goes to Celery."),
+})
 
 CELERY = "CeleryExecutor"
 KUBERNETES = "KubernetesExecutor"
@@ -75,11 +80,21 @@ class CeleryKubernetesExecutor(BaseExecutor):
     def kubernetes_queue(self) -> str:
         return conf.getstr("celery_kubernetes_executor", "kubernetes_queue")
 
+    def route_child(self, queue: str | None) -> tuple[str, str]:
+        """The child for a queue and why: the first of the hybrid's rules it matches, else Celery."""
+        for rule in self._rules:
+            if rule.matches(queue):
+                if rule.pattern == self.kubernetes_queue and rule is self._rules[-1]:
+                    return rule.executor, f"queue {queue!r} is [celery_kubernetes_executor] kubernetes_queue"
+                return rule.executor, f"queue {queue!r} matched [executor_routing] rule {rule.pattern!r}"
+        return CELERY, f"queue {queue!r} is not [celery_kubernetes_executor] kubernetes_queue"
+
     def _executor_for_queue(self, queue: str | None) -> BaseExecutor:
-        return self.child_executors[route(queue, self._rules) or CELERY]
+        return self.child_executors[self.route_child(queue)[0]]
 
     def _router(self, task_instance: Any) -> BaseExecutor:
-        """The child that owns a task instance: its own ``executor`` if it names a child, else its queue."""
+        """The child that owns a task instance: the child it names (the scheduler routed it
+        and recorded the child), else by its queue (a task handed over programmatically)."""
         named = getattr(task_instance, "executor", None)
         if named in (CELERY, KUBERNETES):
             return self.child_executors[named]

@@ -18,9 +18,18 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from crossdock.configuration import ConfigError, conf
+from crossdock.configuration import ConfigError, Option, conf, register_defaults
+from crossdock.executor_names import names_answered_to
+
+if TYPE_CHECKING:
+    from crossdock.executors.base_executor import BaseExecutor
+    from crossdock.models.taskinstance import TaskInstance
+
+register_defaults("executor_routing", {
+    "rules": Option("", "str", "Queue glob = executor pairs, checked in order (newline or comma separated)."),
+})
 
 
 @dataclass(frozen=True)
@@ -65,3 +74,72 @@ def route(queue: str | None, rules: Iterable[RoutingRule]) -> str | None:
         if rule.matches(queue):
             return rule.executor
     return None
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one task goes and why: the executor the scheduler hands it to, the name
+    recorded on the task instance (a hybrid's child), and the reason shown to users."""
+
+    executor: "BaseExecutor"
+    name: str
+    reason: str
+
+
+class ExecutorRouter:
+    """The one place a task's executor is decided, once per try, by the scheduler.
+
+    Order: the task's own ``executor=``; then the first ``[executor_routing]`` rule its
+    queue matches; then the default executor (the first configured). A hybrid reached
+    without a child picks one by its own queue rule (``route_child``). Every name an
+    executor answers to — alias, class name, dotted path, a hybrid's children — is
+    indexed here and nowhere else.
+    """
+
+    def __init__(self, executors: "list[BaseExecutor]", rules: "list[RoutingRule] | None" = None):
+        if not executors:
+            raise ValueError("a scheduler needs at least one executor")
+        self.default = executors[0]
+        #: name → (executor to hand the task to, name to record for it)
+        self._names: dict[str, tuple[BaseExecutor, str]] = {}
+        for executor in executors:
+            own = executor.name or type(executor).__name__
+            dotted = f"{type(executor).__module__}.{type(executor).__name__}"
+            children = getattr(executor, "child_executors", {})
+            for alias in names_answered_to(executor.name, dotted):
+                self._names.setdefault(alias, (executor, own))
+            for child in children:
+                self._names.setdefault(child, (executor, child))
+        self.rules = configured_rules() if rules is None else rules
+        check_rules(self.rules, self._names)
+
+    def route(self, queue: str | None, named: str | None) -> Route | None:
+        """The route of a task with this queue and ``executor=``; None for an unknown name."""
+        if named:
+            target = self._names.get(named)
+            if target is None:
+                return None
+            return self._resolve(target, queue, f"executor={named!r} on the task")
+        for rule in self.rules:
+            if rule.matches(queue):
+                return self._resolve(self._names[rule.executor], queue,
+                                     f"queue {queue!r} matched [executor_routing] rule {rule.pattern!r} = {rule.executor}")
+        return self._resolve((self.default, self.default.name or type(self.default).__name__), queue,
+                             f"queue {queue!r}: no [executor_routing] rule matched, the default executor")
+
+    def owner_of(self, ti: "TaskInstance") -> "BaseExecutor":
+        """The executor holding a try already sent: by the name recorded on it, else by routing."""
+        target = self._names.get(ti.executor) if ti.executor else None
+        if target is not None:
+            return target[0]
+        route_ = self.route(ti.queue, None)
+        return route_.executor if route_ is not None else self.default
+
+    @staticmethod
+    def _resolve(target: "tuple[BaseExecutor, str]", queue: str | None, reason: str) -> Route:
+        executor, name = target
+        children = getattr(executor, "child_executors", None)
+        if children and name not in children:
+            name, why = executor.route_child(queue)
+            reason = f"{reason}; {why}"
+        return Route(executor, name, reason)
