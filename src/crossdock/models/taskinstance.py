@@ -46,6 +46,9 @@ class TaskInstance(Base):
     next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     stuck_in_queued_count: Mapped[int] = mapped_column(Integer, default=0)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Why the scheduler sent the task to its executor: the task's ``executor=``, the
+    #: ``[executor_routing]`` rule or hybrid queue that matched, or the default.
+    routing_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     @property
     def key(self) -> TaskInstanceKey:

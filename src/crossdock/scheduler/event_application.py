@@ -1,0 +1,109 @@
+"""What an executor reports, applied to the task table: running, success, retry or failure.
+
+Only the try the table holds counts: an event for an earlier try (a late report of a
+try that was already given up on) is ignored, so a try is never finished twice. A try
+lost with its worker or node is run again without spending a retry, as a try stuck in
+queued is (design principle 10); a task that keeps killing its workers is charged after
+``num_stuck_in_queued_retries`` such losses, counted while this scheduler runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from typing import Any, NamedTuple
+
+from crossdock.models.base import utcnow
+from crossdock.models.taskinstancekey import TaskInstanceKey
+from crossdock.scheduler.task_table import TaskTable
+from crossdock.state import TaskInstanceState as S
+
+log = logging.getLogger("crossdock.scheduler")
+
+
+class TaskEvent(NamedTuple):
+    state: str | None
+    external_id: str | None = None
+    hostname: str | None = None
+    pid: int | None = None
+    reason: str | None = None
+    infrastructure_loss: bool = False
+
+
+def legacy_event(state: str | None, info: Any) -> TaskEvent:
+    from crossdock.executors.infrastructure_loss import is_infrastructure_loss
+
+    if state == S.QUEUED:
+        return TaskEvent(state, external_id=str(info) if info else None)
+    if isinstance(info, dict):
+        return TaskEvent(state, hostname=info.get("hostname"), pid=info.get("pid"),
+                         reason=info.get("reason") or info.get("error"),
+                         infrastructure_loss=is_infrastructure_loss(info))
+    if state == S.RUNNING:
+        return TaskEvent(state, hostname=info if isinstance(info, str) else None)
+    return TaskEvent(state, reason=None if info is None else str(info),
+                     infrastructure_loss=is_infrastructure_loss(info))
+
+
+class EventApplier:
+    def __init__(self, table: TaskTable, *, uncharged_losses: int):
+        self.table = table
+        self.uncharged_losses = uncharged_losses
+        #: Losses not charged to a task's retries, by task instance id.
+        self._losses: dict[int, int] = {}
+
+    def apply(self, key: TaskInstanceKey, event: TaskEvent) -> int:
+        """Apply one event; returns 1 when the task's state changed."""
+        table = self.table
+        state = event.state
+        entry = table.by_primary(key.primary)
+        if entry is None:
+            log.debug("event %s for %s which is not in an active run; ignored", state, key)
+            return 0
+        run, ti = entry
+        if key.try_number != ti.try_number:
+            log.info("ignoring %s for try %s of %s: the current try is %s", state, key.try_number,
+                     key.primary, ti.try_number)
+            return 0
+        now = utcnow()
+        if state == S.QUEUED:
+            if event.external_id and ti.external_executor_id != event.external_id:
+                ti.external_executor_id = event.external_id
+                table.mark_dirty(ti)
+            return 0
+        if state == S.RUNNING:
+            if ti.state != S.QUEUED:
+                return 0
+            table.set_state(run, ti, S.RUNNING, start_date=now, hostname=event.hostname or ti.hostname,
+                            pid=event.pid)
+            return 1
+        if ti.state not in (S.QUEUED, S.RUNNING):
+            log.warning("ignoring %s for %s in state %s", state, key, ti.state)
+            return 0
+        start = ti.start_date or ti.queued_dttm or now
+        duration = max(0.0, (now - start).total_seconds())
+        if state == S.SUCCESS:
+            table.set_state(run, ti, S.SUCCESS, start_date=start, end_date=now, duration=duration,
+                            hostname=ti.hostname or event.hostname, pid=ti.pid or event.pid)
+            return 1
+        reason = event.reason or f"task failed ({state})"
+        losses = self._losses.get(ti.id, 0)
+        if event.infrastructure_loss and losses < self.uncharged_losses:
+            self._losses[ti.id] = losses + 1
+            log.warning("try %s of %s was lost with its worker (%s); running it again, not charged to "
+                        "its retries", ti.try_number, key.primary, reason)
+            table.reschedule(run, ti, start_date=start, end_date=now, duration=duration,
+                             failure_reason=reason, max_tries=ti.max_tries + 1)
+            return 1
+        if ti.try_number <= ti.max_tries:
+            task = run.dag.tasks.get(ti.task_id)
+            delay = task.retry_delay_for(ti.try_number) if task else 0.0
+            due = now + timedelta(seconds=delay)
+            table.set_state(run, ti, S.UP_FOR_RETRY, start_date=start, end_date=now, duration=duration,
+                            failure_reason=reason, next_retry_at=due)
+            table.push_retry(ti, due)
+        else:
+            table.set_state(run, ti, S.FAILED, start_date=start, end_date=now, duration=duration,
+                            failure_reason=reason)
+        return 1

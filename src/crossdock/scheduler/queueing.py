@@ -1,0 +1,90 @@
+"""Ready tasks out to executors: by priority, within every limit, routed once per try.
+
+A try is routed here and nowhere else (:class:`~crossdock.executors.routing.ExecutorRouter`):
+the executor and the reason are recorded on the task instance with its ``queued`` state,
+so ``tasks states-for-dag-run`` can say why a task ran where it did and a hybrid executor
+hands the try to the child it was routed to without deciding again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from crossdock.executors.base_executor import BaseExecutor
+from crossdock.executors.routing import ExecutorRouter, Route
+from crossdock.models import TaskInstance
+from crossdock.runner.command import task_run_command
+from crossdock.scheduler.active_run import ActiveRun
+from crossdock.scheduler.task_table import TaskTable
+from crossdock.state import TaskInstanceState as S
+
+
+class TaskQueuer:
+    """Pops ready tasks and queues them on their executors while there is room."""
+
+    def __init__(self, table: TaskTable, router: ExecutorRouter, executors: list[BaseExecutor], *,
+                 default_max_active_tasks: int):
+        self.table = table
+        self.router = router
+        self.executors = executors
+        self.default_max_active_tasks = default_max_active_tasks
+        self.job_id: int | None = None
+        #: True once a try went to an executor whose tries outlive this process (workers, pods).
+        self.sent_outliving_tries = False
+
+    def queue_ready_tasks(self, now: datetime) -> int:
+        table = self.table
+        limits = table.limits
+        queued = 0
+        held_back: list[tuple[int, int, int]] = []
+        # Once every executor is full nothing more can go out this step: stop there rather
+        # than pop (and push back) every waiting task, which made a loop with thousands
+        # of ready tasks cost as much as queueing them.
+        full: set[int] = set()
+        executor_count = len(self.executors) or 1
+        while table.has_ready() and limits.total < limits.parallelism and len(full) < executor_count:
+            item, entry = table.pop_ready()
+            if entry is None:
+                continue
+            run, ti = entry
+            task = run.dag.tasks.get(ti.task_id)
+            route = self.router.route(ti.queue, task.executor if task is not None else ti.executor)
+            if route is None:
+                table.set_state(run, ti, S.FAILED, end_date=now, start_date=now, duration=0.0,
+                                failure_reason=f"executor {ti.executor!r} is not configured in [core] executor")
+                queued += 1
+                continue
+            executor = route.executor
+            if id(executor) in full or executor.slots_available <= 0:
+                full.add(id(executor))
+                held_back.append(item)
+                continue
+            reason = limits.refuse_reason(
+                dag_id=ti.dag_id, max_active_tasks=run.dag.max_active_tasks or self.default_max_active_tasks,
+                pool=ti.pool, slots=ti.pool_slots)
+            if reason == "unknown_pool":
+                table.set_state(run, ti, S.FAILED, end_date=now, start_date=now, duration=0.0,
+                                failure_reason=f"pool {ti.pool!r} does not exist")
+                queued += 1
+                continue
+            if reason is not None:
+                held_back.append(item)
+                continue
+            self._send(run, ti, route, now)
+            queued += 1
+        table.hold_back(held_back)
+        return queued
+
+    def _send(self, run: ActiveRun, ti: TaskInstance, route: Route, now: datetime) -> None:
+        executor = route.executor
+        # The route is recorded first: a hybrid's new_external_id and queue_command then
+        # find the child by the name on the task instance instead of routing again.
+        ti.executor = route.name
+        self.table.set_state(run, ti, S.QUEUED, try_number=ti.try_number + 1, queued_dttm=now,
+                             queued_by_job_id=self.job_id, external_executor_id=executor.new_external_id(ti),
+                             hostname=None, pid=None, start_date=None, end_date=None, duration=None,
+                             failure_reason=None, routing_reason=route.reason)
+        if not executor.is_local:
+            self.sent_outliving_tries = True
+        command = task_run_command(ti.key, subdir=run.dag.subdir)
+        executor.queue_command(ti, command, priority=ti.priority_weight or 1, queue=ti.queue)
