@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from crossdock.kubernetes.local_runtime.errors import ApiError, bad_request, not_found
 
 if TYPE_CHECKING:
-    from crossdock.kubernetes.local_runtime.api_server import _Handler
+    from crossdock.kubernetes.local_runtime.api_handler import ApiHandler
 
 LOG_PROXY_TIMEOUT = 30.0
 LOG_PARAMS = ("tailLines", "follow", "timestamps", "limitBytes", "sinceSeconds", "previous")
@@ -33,7 +33,7 @@ def kubelet_address(node: dict[str, Any]) -> tuple[str, int]:
     return host, int(port)
 
 
-def proxy_pod_log(handler: "_Handler", namespace: str, name: str, query: dict[str, str]) -> None:
+def proxy_pod_log(handler: "ApiHandler", namespace: str, name: str, query: dict[str, str]) -> None:
     """Stream the container log to ``handler``'s client, or raise the error the real server gives."""
     api = handler.api
     pod = api.store.get("pods", namespace, name)
