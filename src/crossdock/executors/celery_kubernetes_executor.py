@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from crossdock.configuration import Option, conf, register_defaults
+from crossdock.configuration import conf
 from crossdock.executors.base_executor import BaseExecutor, CommandType, EventBufferValueType
 from crossdock.executors.routing import RoutingRule, configured_rules
 from crossdock.models.taskinstancekey import TaskInstanceKey
@@ -24,11 +24,6 @@ if TYPE_CHECKING:
     from crossdock.executors.celery_executor import CeleryExecutor
     from crossdock.executors.kubernetes_executor import KubernetesExecutor
     from crossdock.models.taskinstance import TaskInstance
-
-register_defaults("celery_kubernetes_executor", {
-    "kubernetes_queue": Option("kubernetes", "str",
-                               "Queue whose tasks run in Kubernetes pods; every other queue goes to Celery."),
-})
 
 CELERY = "CeleryExecutor"
 KUBERNETES = "KubernetesExecutor"

@@ -20,16 +20,12 @@ import fnmatch
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from crossdock.configuration import ConfigError, Option, conf, register_defaults
+from crossdock.configuration import ConfigError, conf
 from crossdock.executor_names import names_answered_to
 
 if TYPE_CHECKING:
     from crossdock.executors.base_executor import BaseExecutor
     from crossdock.models.taskinstance import TaskInstance
-
-register_defaults("executor_routing", {
-    "rules": Option("", "str", "Queue glob = executor pairs, checked in order (newline or comma separated)."),
-})
 
 
 @dataclass(frozen=True)
