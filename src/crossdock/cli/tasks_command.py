@@ -10,7 +10,7 @@ from crossdock.database import create_session, ensure_migrated
 from crossdock.models import DagRun, SerializedDagModel, TaskInstance
 
 STATE_COLUMNS = ["task_id", "state", "queue", "executor", "try_number", "duration", "hostname",
-                 "start_date", "end_date", "failure_reason"]
+                 "start_date", "end_date", "failure_reason", "routing_reason"]
 
 
 def run(args) -> int:
