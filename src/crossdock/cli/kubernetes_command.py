@@ -1,4 +1,8 @@
-"""``crossdock kubernetes …``: run the local pod runtime (the pods API, a node agent, or both)."""
+"""``crossdock kubernetes …``: run the local pod runtime (the pods API, a node agent, or both).
+
+The group itself is described where the KubernetesExecutor vends it
+(:mod:`crossdock.executors.kubernetes_cli`); this module holds the handler.
+"""
 
 from __future__ import annotations
 
@@ -10,51 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from crossdock.cli.definition import ActionCommand, Arg, GroupCommand, lazy_load_command
-
-LOCAL_RUNTIME_HELP = "Serve the Kubernetes pods API on this machine and run its pods as local processes"
-LOCAL_RUNTIME_DESCRIPTION = (
-    "Starts the local pods API (HTTPS; a kubeconfig holding its certificate and bearer token is written, "
-    "owner-only, so kubectl and the official client can use it) and a node agent that binds pending pods to this machine and runs their `base` container's "
-    "command as a local process. --api-only and --agent-only run one part; an agent alone talks to the "
-    "API named by --kubeconfig (any API server, a real cluster's included). Stops on SIGINT or SIGTERM."
-)
-
-
-def kubernetes_commands() -> GroupCommand:
-    """The ``kubernetes`` group: the local pod runtime and the KubernetesExecutor's pod tools."""
-    from crossdock.cli.kubernetes_pods_command import kubernetes_pod_commands
-
-    return GroupCommand(
-        name="kubernetes",
-        help="Kubernetes tools: the local pod runtime, pod YAML, pod cleanup",
-        subcommands=[
-            *kubernetes_pod_commands(),
-            ActionCommand(
-                name="local-runtime",
-                help=LOCAL_RUNTIME_HELP,
-                description=LOCAL_RUNTIME_DESCRIPTION,
-                func=lazy_load_command("crossdock.cli.kubernetes_command.local_runtime"),
-                args=[
-                    Arg(("--host",), {"default": None, "help": "address to listen on (default 127.0.0.1)"}),
-                    Arg(("--port",), {"type": int, "default": None, "help": "API port; 0 picks a free one"}),
-                    Arg(("--node-name",), {"default": None, "help": "name of the node the agent registers"}),
-                    Arg(("--state-dir",), {"default": None,
-                                           "help": "folder for saved pods, pod folders and logs"}),
-                    Arg(("--api-only",), {"action": "store_true", "help": "serve the API without a node agent"}),
-                    Arg(("--agent-only",), {"action": "store_true",
-                                            "help": "run only a node agent against --kubeconfig"}),
-                    Arg(("--kubeconfig",), {"default": None,
-                                            "help": "API server an --agent-only agent talks to "
-                                                    "(default $KUBECONFIG)"}),
-                    Arg(("--namespace",), {"default": None,
-                                           "help": "agent: only run pods of this namespace (default all)"}),
-                    Arg(("--kubeconfig-out",), {"default": None,
-                                                "help": "where to write the kubeconfig of the served API"}),
-                ],
-            ),
-        ],
-    )
+from crossdock.cli_definition import GroupCommand
+from crossdock.executors.kubernetes_cli import kubernetes_commands
 
 
 def get_commands() -> list[GroupCommand]:

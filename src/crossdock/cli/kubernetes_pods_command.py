@@ -12,54 +12,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from crossdock.cli.definition import ActionCommand, Arg, lazy_load_command
 from crossdock.cli.errors import CliError
+from crossdock.executors.kubernetes_cli import (  # noqa: F401 - the commands are described there
+    DEFAULT_MIN_PENDING_MINUTES, DEFAULT_OUTPUT_FOLDER, MIN_PENDING_MINUTES_FLOOR, kubernetes_pod_commands,
+)
 
-#: ``cleanup-pods`` never deletes a Pending pod younger than this (it may just be pulling an image).
-MIN_PENDING_MINUTES_FLOOR = 5
-DEFAULT_MIN_PENDING_MINUTES = 30
-DEFAULT_OUTPUT_FOLDER = "crossdock-pod-yaml"
 #: Owner label value of pods generated for review, never created by a scheduler.
 GENERATED_JOB_LABEL = "generate-dag-yaml"
 FINISHED_PHASES = ("Succeeded", "Failed")
-
-
-def kubernetes_pod_commands() -> list[ActionCommand]:
-    """The subcommands of the ``kubernetes`` group that deal with worker pods."""
-    return [
-        ActionCommand(
-            name="generate-dag-yaml",
-            help="Write the pod YAML each task of a DAG would run in",
-            description=("Parses the DAG folder and writes one pod manifest per task of DAG_ID (template, "
-                         "pod_override and task command merged, as the KubernetesExecutor would create it) "
-                         "into OUTPUT_PATH/DAG_ID/. Nothing is sent to a cluster."),
-            func=lazy_load_command("crossdock.cli.kubernetes_pods_command.generate_dag_yaml"),
-            args=[
-                Arg(("dag_id",), {"help": "id of the DAG"}),
-                Arg(("--output-path",), {"default": DEFAULT_OUTPUT_FOLDER,
-                                         "help": f"folder to write into (default ./{DEFAULT_OUTPUT_FOLDER})"}),
-                Arg(("--run-id",), {"default": None, "help": "run id to put in the commands "
-                                                             "(default manual__<now>)"}),
-            ],
-        ),
-        ActionCommand(
-            name="cleanup-pods",
-            help="Delete finished, evicted and long-pending worker pods",
-            description=("Deletes the KubernetesExecutor's worker pods in a namespace that are Succeeded, "
-                         "Failed or Evicted, and those Pending for longer than --min-pending-minutes "
-                         f"(at least {MIN_PENDING_MINUTES_FLOOR}). The cluster is the one "
-                         "[kubernetes_executor] in_cluster / config_file / cluster_context name."),
-            func=lazy_load_command("crossdock.cli.kubernetes_pods_command.cleanup_pods"),
-            args=[
-                Arg(("--namespace",), {"default": None,
-                                       "help": "namespace to clean (default [kubernetes_executor] namespace)"}),
-                Arg(("--min-pending-minutes",), {"type": int, "default": DEFAULT_MIN_PENDING_MINUTES,
-                                                 "help": "delete Pending pods older than this many minutes "
-                                                         f"(default {DEFAULT_MIN_PENDING_MINUTES}, "
-                                                         f"at least {MIN_PENDING_MINUTES_FLOOR})"}),
-            ],
-        ),
-    ]
 
 
 # -- generate-dag-yaml ------------------------------------------------------------------------

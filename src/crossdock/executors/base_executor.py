@@ -218,7 +218,7 @@ class BaseExecutor:
 
     @staticmethod
     def get_cli_commands() -> list:
-        """CLI command groups this executor adds to ``crossdock`` (see crossdock.cli.definition)."""
+        """CLI command groups this executor adds to ``crossdock`` (see crossdock.cli_definition)."""
         return []
 
     @staticmethod

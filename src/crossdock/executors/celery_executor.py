@@ -438,7 +438,7 @@ class CeleryExecutor(BaseExecutor):
 
     @staticmethod
     def get_cli_commands() -> list:
-        from crossdock.cli.celery_command import CELERY_COMMANDS
+        from crossdock.executors.celery_cli import CELERY_COMMANDS
 
         return [CELERY_COMMANDS]
 

@@ -654,7 +654,7 @@ class KubernetesExecutor(BaseExecutor):
     @staticmethod
     def get_cli_commands() -> list:
         """The ``kubernetes`` group: local-runtime, generate-dag-yaml, cleanup-pods."""
-        from crossdock.cli.kubernetes_command import kubernetes_commands
+        from crossdock.executors.kubernetes_cli import kubernetes_commands
 
         return [kubernetes_commands()]
 
