@@ -17,9 +17,9 @@ import configparser
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from crossdock.config_schema import SCHEMA, Option
+from crossdock.config_schema import SCHEMA, Option, sections_for_executors
 from crossdock.exceptions import UserFacingError
 
 ENV_PREFIX = "CROSSDOCK__"
@@ -204,14 +204,25 @@ class CrossdockConfig:
         )
         return {section: self.getsection(section) for section in sorted(sections)}
 
-    def validate(self) -> None:
-        """Read every declared key once, so a bad value fails at start-up, naming the key."""
-        for section, options in DEFAULTS.items():
-            for key in options:
+    def validate(self, *, also: Iterable[str] = ()) -> None:
+        """Read every key start-up depends on, so a bad value fails now, naming the key.
+
+        Checked: the sections every command needs, those of the executors ``[core] executor``
+        names (known by name, so no executor is imported to find out), every section another
+        package registered, and the sections in ``also``. A section of an executor that is
+        not configured is left alone, as it is never read.
+        """
+        for section in self.sections_to_validate(also):
+            for key in DEFAULTS.get(section, {}):
                 self.get(section, key)
         for section, key in (("core", "parallelism"), ("core", "max_active_tasks_per_dag")):
             if self.getint(section, key) < 1:
                 raise ConfigError(f"[{section}] {key} must be at least 1")
+
+    def sections_to_validate(self, also: Iterable[str] = ()) -> list[str]:
+        sections = sections_for_executors(self.getstr("core", "executor"))
+        registered = [section for section in DEFAULTS if section not in SCHEMA]
+        return list(dict.fromkeys([*sections, *registered, *also]))
 
 
 _MISSING = object()

@@ -59,3 +59,54 @@ def test_a_bad_declared_value_names_its_key_even_if_its_module_was_never_importe
     monkeypatch.setenv("CROSSDOCK__KUBERNETES_LOCAL_RUNTIME__HISTORY_LIMIT", "plenty")
     with pytest.raises(ConfigError, match=r"\[kubernetes_local_runtime\] history_limit = 'plenty'"):
         conf.get("kubernetes_local_runtime", "history_limit")
+
+
+def test_scheduler_start_up_rejects_a_bad_celery_value_before_any_executor_loads(monkeypatch):
+    from crossdock.cli.scheduler_command import build_scheduler
+    from crossdock.executors import executor_loader
+
+    def no_executors_yet(*args, **kwargs):
+        raise AssertionError("executors were loaded before the configuration was checked")
+
+    monkeypatch.setattr(executor_loader, "load_executors", no_executors_yet)
+    monkeypatch.setenv("CROSSDOCK__CORE__EXECUTOR", "CeleryExecutor")
+    monkeypatch.setenv("CROSSDOCK__CELERY__WORKER_CONCURRENCY", "abc")
+    with pytest.raises(ConfigError) as error:
+        build_scheduler()
+    assert str(error.value) == "[celery] worker_concurrency = 'abc' is not a valid int: " \
+                               "invalid literal for int() with base 10: 'abc'"
+
+
+@pytest.mark.parametrize("executor, section, key, value", [
+    ("CeleryExecutor", "celery_broker_transport_options", "visibility_timeout", "soon"),
+    ("CeleryKubernetesExecutor", "kubernetes_executor", "delete_worker_pods", "perhaps"),
+    ("CeleryKubernetesExecutor", "celery", "task_acks_late", "perhaps"),
+    ("LocalExecutor,k8s:crossdock.executors.kubernetes_executor.KubernetesExecutor",
+     "kubernetes_executor", "worker_pods_creation_batch_size", "many"),
+    ("LocalExecutor", "local_executor", "fork", "perhaps"),
+])
+def test_validate_checks_the_sections_of_the_configured_executors(monkeypatch, executor, section, key, value):
+    monkeypatch.setenv("CROSSDOCK__CORE__EXECUTOR", executor)
+    monkeypatch.setenv(f"CROSSDOCK__{section.upper()}__{key.upper()}", value)
+    with pytest.raises(ConfigError, match=rf"^\[{section}\] {key} = '{value}'"):
+        conf.validate()
+
+
+def test_validate_leaves_the_sections_of_executors_not_configured_alone(monkeypatch):
+    monkeypatch.setenv("CROSSDOCK__CORE__EXECUTOR", "LocalExecutor")
+    monkeypatch.setenv("CROSSDOCK__CELERY__WORKER_CONCURRENCY", "abc")
+    monkeypatch.setenv("CROSSDOCK__KUBERNETES_EXECUTOR__DELETE_WORKER_PODS", "perhaps")
+    conf.validate()
+
+
+def test_validate_checks_a_section_another_package_registered(monkeypatch):
+    monkeypatch.setitem(DEFAULTS, "acme_executor", {})
+    register_defaults("acme_executor", {"workers": Option(2, "int", "Acme workers.")})
+    monkeypatch.setenv("CROSSDOCK__ACME_EXECUTOR__WORKERS", "two")
+    with pytest.raises(ConfigError, match=r"\[acme_executor\] workers = 'two'"):
+        conf.validate()
+    monkeypatch.setenv("CROSSDOCK__KUBERNETES_LOCAL_RUNTIME__PORT", "http")
+    monkeypatch.setenv("CROSSDOCK__ACME_EXECUTOR__WORKERS", "2")
+    conf.validate()
+    with pytest.raises(ConfigError, match=r"\[kubernetes_local_runtime\] port"):
+        conf.validate(also=["kubernetes_local_runtime"])
