@@ -133,3 +133,17 @@ def test_crossdock_debug_shows_the_traceback_of_a_user_error(monkeypatch):
     _cli_raising(monkeypatch, _NewUserError("the widget is not wound"))
     with pytest.raises(_NewUserError):
         main(["boom"])
+
+
+def test_an_operators_own_checks_name_its_dag_and_task():
+    from crossdock.dag import DAG, BashOperator, PythonOperator
+
+    with DAG("ops"):
+        with pytest.raises(DagDefinitionError, match=r"^DAG 'ops', task 'b': env must be a dict of strings$"):
+            BashOperator("b", "true", env=["A=1"])
+        with pytest.raises(DagDefinitionError, match=r"^DAG 'ops', task 'p': op_kwargs must be a dict$"):
+            PythonOperator("p", print, op_kwargs=[1])
+    with pytest.raises(DagDefinitionError, match=r"^task 'b': bash_command must be a non-empty string, not ''$"):
+        BashOperator("b", "")
+    with pytest.raises(DagDefinitionError, match=r"^task 'p': python_callable must be callable, not 3$"):
+        PythonOperator("p", 3)

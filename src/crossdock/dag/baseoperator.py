@@ -45,6 +45,11 @@ def _as_duration(value: object, *, what: str, allow_none: bool) -> timedelta | N
     return duration
 
 
+def _where(dag_id: str | None, task_id: str) -> str:
+    """How a declaration error names its task: with the DAG when it has one."""
+    return f"DAG {dag_id!r}, task {task_id!r}" if dag_id else f"task {task_id!r}"
+
+
 def _flatten(items: object) -> list["BaseOperator"]:
     if isinstance(items, BaseOperator):
         return [items]
@@ -106,7 +111,7 @@ class BaseOperator:
             raise DagDefinitionError(f"task {task_id!r}: dag must be a DAG, not {type(dag).__name__}")
         dag_id = dag.dag_id if dag is not None else None
         self.task_id: str = check_id(task_id, kind="task_id", dag_id=dag_id)
-        where = f"DAG {dag_id!r}, task {task_id!r}" if dag_id else f"task {task_id!r}"
+        where = _where(dag_id, task_id)
 
         defaults: dict[str, Any] = {}
         if dag is not None:
@@ -199,6 +204,10 @@ class BaseOperator:
 
     def __repr__(self) -> str:
         return f"<Task({self.task_type}): {self.task_id}>"
+
+    def _definition_error(self, problem: str) -> DagDefinitionError:
+        """``problem`` with the DAG and task it is about, for an operator's own checks."""
+        return DagDefinitionError(f"{_where(self.dag_id, self.task_id)}: {problem}")
 
     # -- running -------------------------------------------------------------------
     def execute(self, context: dict[str, Any]) -> Any:

@@ -14,7 +14,7 @@ import sys
 from typing import Any, Mapping
 
 from crossdock.dag.baseoperator import BaseOperator
-from crossdock.dag.exceptions import DagDefinitionError, TaskFailure
+from crossdock.dag.exceptions import TaskFailure
 from crossdock.processes import group_alive, signal_group
 
 log = logging.getLogger("crossdock.task")
@@ -59,11 +59,9 @@ class BashOperator(BaseOperator):
                  cwd: str | None = None, **kwargs: Any):
         super().__init__(task_id, **kwargs)
         if not isinstance(bash_command, str) or not bash_command.strip():
-            raise DagDefinitionError(
-                f"DAG {self.dag_id!r}, task {task_id!r}: bash_command must be a non-empty string, "
-                f"not {bash_command!r}")
+            raise self._definition_error(f"bash_command must be a non-empty string, not {bash_command!r}")
         if env is not None and not isinstance(env, Mapping):
-            raise DagDefinitionError(f"task {task_id!r}: env must be a dict of strings")
+            raise self._definition_error("env must be a dict of strings")
         self.bash_command = bash_command
         self.env = dict(env) if env is not None else None
         self.append_env = append_env

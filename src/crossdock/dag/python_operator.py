@@ -6,7 +6,6 @@ import logging
 from typing import Any, Callable, Mapping, Sequence
 
 from crossdock.dag.baseoperator import BaseOperator
-from crossdock.dag.exceptions import DagDefinitionError
 
 log = logging.getLogger("crossdock.task")
 
@@ -51,11 +50,9 @@ class PythonOperator(BaseOperator):
                  **kwargs: Any):
         super().__init__(task_id, **kwargs)
         if not callable(python_callable):
-            raise DagDefinitionError(
-                f"DAG {self.dag_id!r}, task {task_id!r}: python_callable must be callable, "
-                f"not {python_callable!r}")
+            raise self._definition_error(f"python_callable must be callable, not {python_callable!r}")
         if op_kwargs is not None and not isinstance(op_kwargs, Mapping):
-            raise DagDefinitionError(f"task {task_id!r}: op_kwargs must be a dict")
+            raise self._definition_error("op_kwargs must be a dict")
         self.python_callable = python_callable
         self.op_args: list[Any] = list(op_args or ())
         self.op_kwargs: dict[str, Any] = dict(op_kwargs or {})
