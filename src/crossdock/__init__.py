@@ -7,8 +7,7 @@ call, worker and pod) imports neither the database layer nor Celery.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from crossdock.lazy_names import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -26,15 +25,4 @@ _LAZY: dict[str, str] = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'crossdock' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

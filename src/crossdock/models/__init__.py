@@ -8,7 +8,8 @@ touch the database. :func:`load_all` registers every table at once (migrations n
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+from crossdock.lazy_names import lazy_exports
 
 _LAZY = {
     "Base": "crossdock.models.base",
@@ -26,14 +27,7 @@ _LAZY = {
 
 __all__ = [*_LAZY, "load_all"]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'crossdock.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 def load_all():
