@@ -21,7 +21,9 @@ EVENT_TIMEOUT = 60
 def hybrid_services(crossdock_home, monkeypatch):
     """A real embedded Celery worker (queues default, high_memory) and the local pod runtime."""
     from crossdock.executors.celery_worker import start_embedded_workers
-    from crossdock.kubernetes.standalone import CONFIG_FILE_ENV, SHARE_ENV, start_runtime_unless_configured
+    from crossdock.kubernetes.local_runtime.standalone import (
+        CONFIG_FILE_ENV, SHARE_ENV, start_runtime_unless_configured,
+    )
 
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv(CONFIG_FILE_ENV, raising=False)  # restored after the test

@@ -47,7 +47,9 @@ def hybrid_stack(monkeypatch, *, queues: list[str], celery_workers: bool = True)
     :param celery_workers: start the worker (False when the broker is meant to be unreachable).
     """
     from crossdock.executors.celery_worker import start_embedded_workers
-    from crossdock.kubernetes.standalone import CONFIG_FILE_ENV, SHARE_ENV, start_runtime_unless_configured
+    from crossdock.kubernetes.local_runtime.standalone import (
+        CONFIG_FILE_ENV, SHARE_ENV, start_runtime_unless_configured,
+    )
 
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv(CONFIG_FILE_ENV, raising=False)  # restored after the test

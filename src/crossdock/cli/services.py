@@ -63,7 +63,7 @@ class EmbeddedServices(AbstractContextManager):
         self._descriptions.append(f"celery worker ({concurrency} processes) consuming {', '.join(queues)}")
 
     def _start_pod_runtime(self) -> None:
-        from crossdock.kubernetes.standalone import start_runtime_unless_configured
+        from crossdock.kubernetes.local_runtime.standalone import start_runtime_unless_configured
 
         runtime = start_runtime_unless_configured()
         if runtime is not None:

@@ -9,22 +9,24 @@ point at. Set ``config_file`` to use a real cluster.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from crossdock.configuration import conf
+from crossdock.kubernetes.local_runtime.container import tie_pods_to_this_process
+from crossdock.kubernetes.local_runtime.runtime import LocalRuntime, start_local_runtime
+from crossdock.kubernetes.local_runtime.settings import SECTION
 
 CONFIG_FILE_ENV = "CROSSDOCK__KUBERNETES_EXECUTOR__CONFIG_FILE"
 SHARE_ENV = "CROSSDOCK__KUBERNETES_EXECUTOR__SHARE_LOCAL_ENVIRONMENT"
 
 
 def cluster_is_configured() -> bool:
-    import crossdock.kubernetes.kube_config  # noqa: F401 - declares [kubernetes_executor]
-
     return (conf.getboolean("kubernetes_executor", "in_cluster")
             or bool(conf.getstr("kubernetes_executor", "config_file"))
             or bool(os.environ.get("KUBECONFIG")))
 
 
-def start_runtime_unless_configured():
+def start_runtime_unless_configured() -> LocalRuntime | None:
     """Start the local runtime and point the KubernetesExecutor at it; None when a cluster is configured.
 
     The settings go into the environment (not just this process's config) so that every
@@ -34,12 +36,6 @@ def start_runtime_unless_configured():
     """
     if cluster_is_configured():
         return None
-    from pathlib import Path
-
-    from crossdock.kubernetes.local_runtime.container import tie_pods_to_this_process
-    from crossdock.kubernetes.local_runtime.runtime import start_local_runtime
-    from crossdock.kubernetes.local_runtime.settings import SECTION
-
     tie_pods_to_this_process()
     runtime = start_local_runtime(state_dir=Path(conf.getstr(SECTION, "state_dir")))
     os.environ[CONFIG_FILE_ENV] = str(runtime.kubeconfig_path)
