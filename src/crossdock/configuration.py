@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import configparser
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from crossdock.config_schema import SCHEMA, Option, sections_for_executors
+from crossdock.config_schema import OPEN_SECTIONS, SCHEMA, Option, sections_for_executors
+from crossdock.config_unknown import unknown_in_environment, unknown_in_file
 from crossdock.exceptions import UserFacingError
 
 ENV_PREFIX = "CROSSDOCK__"
@@ -27,6 +29,8 @@ HOME_ENV = "CROSSDOCK_HOME"
 CONFIG_FILE_ENV = "CROSSDOCK_CONFIG"
 DEFAULT_HOME = "~/crossdock"
 CONFIG_FILE_NAME = "crossdock.cfg"
+
+log = logging.getLogger("crossdock.configuration")
 
 
 class ConfigError(UserFacingError):
@@ -87,6 +91,8 @@ class CrossdockConfig:
         self._location: tuple[str | None, str | None] | None = None
         #: Values already read, once :meth:`freeze` was called (None: not frozen).
         self._frozen: dict[tuple[str, str, str | None], Any] | None = None
+        #: Unknown settings already warned about: each is reported once per process.
+        self._reported: set[str] = set()
 
     # -- loading -----------------------------------------------------------------
     def reload(self) -> None:
@@ -211,7 +217,11 @@ class CrossdockConfig:
         names (known by name, so no executor is imported to find out), every section another
         package registered, and the sections in ``also``. A section of an executor that is
         not configured is left alone, as it is never read.
+
+        Keys and sections nobody declared are reported first: a warning each, or one
+        error under ``[core] strict_config``.
         """
+        self.check_unknown()
         for section in self.sections_to_validate(also):
             for key in DEFAULTS.get(section, {}):
                 self.get(section, key)
@@ -223,6 +233,26 @@ class CrossdockConfig:
         sections = sections_for_executors(self.getstr("core", "executor"))
         registered = [section for section in DEFAULTS if section not in SCHEMA]
         return list(dict.fromkeys([*sections, *registered, *also]))
+
+    def unknown_settings(self) -> list[str]:
+        """What the config file and ``CROSSDOCK__`` variables set that nothing declares."""
+        parser = self._file()
+        inherited = set(parser.defaults())
+        in_file = {section: [key for key in parser.options(section) if key not in inherited]
+                   for section in parser.sections()}
+        messages = [f"config file {self._path}: {message}"
+                    for message in unknown_in_file(DEFAULTS, OPEN_SECTIONS, in_file)]
+        return messages + unknown_in_environment(DEFAULTS, OPEN_SECTIONS, sorted(os.environ), ENV_PREFIX)
+
+    def check_unknown(self) -> None:
+        """Warn once per process about each unknown setting, or fail under strict_config."""
+        messages = self.unknown_settings()
+        if messages and self.getboolean("core", "strict_config"):
+            raise ConfigError(" | ".join(messages) + " ([core] strict_config is on)")
+        for message in messages:
+            if message not in self._reported:
+                self._reported.add(message)
+                log.warning("%s", message)
 
 
 _MISSING = object()

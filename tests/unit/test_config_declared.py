@@ -110,3 +110,81 @@ def test_validate_checks_a_section_another_package_registered(monkeypatch):
     conf.validate()
     with pytest.raises(ConfigError, match=r"\[kubernetes_local_runtime\] port"):
         conf.validate(also=["kubernetes_local_runtime"])
+
+
+def unknown_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "crossdock.configuration" and r.levelname == "WARNING"]
+
+
+def test_a_misspelt_key_in_the_file_is_a_warning_with_a_suggestion(crossdock_home, caplog):
+    from crossdock.configuration import CrossdockConfig
+
+    (crossdock_home / "crossdock.cfg").write_text("[core]\nexectuor = CeleryExecutor\n[celeri]\nx = 1\n")
+    config = CrossdockConfig()
+    config.validate()
+    config.validate()
+    cfg = crossdock_home / "crossdock.cfg"
+    assert unknown_warnings(caplog) == [
+        f"config file {cfg}: [core] exectuor is not a crossdock setting; did you mean executor?",
+        f"config file {cfg}: [celeri] is not a crossdock section; did you mean [celery]?",
+    ]
+
+
+def test_strict_config_turns_unknown_settings_into_one_error(crossdock_home, monkeypatch):
+    (crossdock_home / "crossdock.cfg").write_text("[core]\nstrict_config = True\nparalelism = 4\n")
+    monkeypatch.setenv("CROSSDOCK__SCHEDULER__HEARTBEAT_SEC", "1")
+    conf.reload()
+    with pytest.raises(ConfigError) as error:
+        conf.validate()
+    message = str(error.value)
+    assert "\n" not in message
+    assert "[core] paralelism is not a crossdock setting; did you mean parallelism?" in message
+    assert ("environment variable CROSSDOCK__SCHEDULER__HEARTBEAT_SEC: [scheduler] heartbeat_sec is not a "
+            "crossdock setting; did you mean CROSSDOCK__SCHEDULER__SCHEDULER_HEARTBEAT_SEC?") in message
+    assert "strict_config" in message
+
+
+def test_an_unknown_environment_variable_is_reported_as_a_variable(monkeypatch, caplog):
+    from crossdock.configuration import CrossdockConfig
+
+    monkeypatch.setenv("CROSSDOCK__CORE__EXECTUOR", "CeleryExecutor")
+    monkeypatch.setenv("CROSSDOCK__CELERYY__BROKER_URL", "redis://")
+    monkeypatch.setenv("CROSSDOCK__PARALLELISM", "3")
+    CrossdockConfig().validate()
+    assert unknown_warnings(caplog) == [
+        "environment variable CROSSDOCK__CELERYY__BROKER_URL: [celeryy] is not a crossdock section; "
+        "did you mean CROSSDOCK__CELERY__BROKER_URL?",
+        "environment variable CROSSDOCK__CORE__EXECTUOR: [core] exectuor is not a crossdock setting; "
+        "did you mean CROSSDOCK__CORE__EXECUTOR?",
+        "environment variable CROSSDOCK__PARALLELISM is not of the form CROSSDOCK__SECTION__KEY",
+    ]
+
+
+def test_known_settings_open_sections_and_registered_ones_are_not_reported(crossdock_home, monkeypatch, caplog):
+    from crossdock.configuration import CrossdockConfig
+
+    monkeypatch.setitem(DEFAULTS, "acme_executor", {})
+    register_defaults("acme_executor", {"region": Option("eu", "str", "Where Acme runs.")})
+    (crossdock_home / "crossdock.cfg").write_text(
+        "[acme_executor]\nregion = us\n[celery_broker_transport_options]\nmax_connections = 20\n")
+    monkeypatch.setenv("CROSSDOCK__CORE__STRICT_CONFIG", "True")
+    monkeypatch.setenv("CROSSDOCK__CELERY_BROKER_TRANSPORT_OPTIONS__SENTINEL_KWARGS", "{}")
+    # What crossdock's own commands set for the processes they start (the test fixture
+    # sets [scheduler] standby_takeover_seconds too).
+    for name, value in {"CROSSDOCK__KUBERNETES_EXECUTOR__CONFIG_FILE": "/tmp/kubeconfig",
+                        "CROSSDOCK__KUBERNETES_EXECUTOR__SHARE_LOCAL_ENVIRONMENT": "True",
+                        "CROSSDOCK__CORE__DAGS_FOLDER": str(crossdock_home / "dags"),
+                        "CROSSDOCK__LOGGING__BASE_LOG_FOLDER": str(crossdock_home / "logs"),
+                        "CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL": "0",
+                        "CROSSDOCK__LOGGING__LOGGING_LEVEL": "INFO"}.items():
+        monkeypatch.setenv(name, value)
+    config = CrossdockConfig()
+    assert config.unknown_settings() == []
+    config.validate()
+    assert unknown_warnings(caplog) == []
+
+
+def test_config_get_suggests_the_key_meant(capsys):
+    code, _, err = crossdock(capsys, "config", "get", "celery", "brokr_url")
+    assert code == 1 and "did you mean broker_url?" in err

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import sys
 
+from crossdock.config_unknown import did_you_mean, suggestion
 from crossdock.configuration import DEFAULTS, ConfigError, conf, config_file_path, default_config_text
 
 
 def get(args) -> int:
     section, key = args.section.lower(), args.key.lower()
     if not conf.has_option(section, key) and key not in DEFAULTS.get(section, {}):
-        raise ConfigError(f"[{section}] {key} is not a crossdock configuration key and is not set")
+        if section in DEFAULTS:
+            near = suggestion(key, DEFAULTS[section])
+        else:
+            near = suggestion(section, DEFAULTS)
+            near = f"[{near}] {key}" if near else None
+        raise ConfigError(f"[{section}] {key} is not a crossdock configuration key and is not set"
+                          + did_you_mean(near))
     print(conf.get(section, key, fallback=""))
     return 0
 
