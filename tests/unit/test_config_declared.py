@@ -188,3 +188,20 @@ def test_known_settings_open_sections_and_registered_ones_are_not_reported(cross
 def test_config_get_suggests_the_key_meant(capsys):
     code, _, err = crossdock(capsys, "config", "get", "celery", "brokr_url")
     assert code == 1 and "did you mean broker_url?" in err
+
+
+def test_the_celery_section_is_read_once_into_a_frozen_settings_object(monkeypatch):
+    import dataclasses
+
+    from crossdock.executors.celery_config import CelerySettings
+
+    monkeypatch.setenv("CROSSDOCK__CELERY__WORKER_CONCURRENCY", "3")
+    monkeypatch.setenv("CROSSDOCK__CELERY__EXTRA_CELERY_CONFIG", '{"worker_max_tasks_per_child": 5}')
+    celery = CelerySettings.from_conf()
+    assert celery.worker_concurrency == 3 and celery.pool == "prefork" and celery.task_acks_late is True
+    assert celery.extra_celery_config == {"worker_max_tasks_per_child": 5}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        celery.worker_concurrency = 4
+    monkeypatch.setenv("CROSSDOCK__CELERY__OPERATION_TIMEOUT", "0")
+    with pytest.raises(ConfigError, match=r"\[celery\] operation_timeout must be positive"):
+        CelerySettings.from_conf()

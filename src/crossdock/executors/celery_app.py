@@ -26,6 +26,7 @@ from celery import Celery
 
 from crossdock.config_schema import DEFAULT_VISIBILITY_TIMEOUT
 from crossdock.configuration import ConfigError, conf, crossdock_home
+from crossdock.executors.celery_config import CelerySettings
 from crossdock.executors.celery_worker import EXECUTE_COMMAND_TASK  # noqa: F401 - re-exported
 
 APP_NAME = "crossdock"
@@ -110,15 +111,15 @@ def filesystem_folders(broker_url: str) -> dict[str, str]:
     }
 
 
-def _ssl_settings(broker_url: str) -> dict[str, Any]:
-    if not conf.getboolean("celery", "ssl_active"):
+def _ssl_settings(celery: CelerySettings) -> dict[str, Any]:
+    if not celery.ssl_active:
         return {}
     files = {
-        "keyfile": conf.getstr("celery", "ssl_key") or None,
-        "certfile": conf.getstr("celery", "ssl_cert") or None,
-        "ca_certs": conf.getstr("celery", "ssl_cacert") or None,
+        "keyfile": celery.ssl_key or None,
+        "certfile": celery.ssl_cert or None,
+        "ca_certs": celery.ssl_cacert or None,
     }
-    scheme = _scheme(broker_url)
+    scheme = _scheme(celery.broker_url)
     if scheme in ("redis", "rediss"):
         use_ssl = {"ssl_keyfile": files["keyfile"], "ssl_certfile": files["certfile"],
                    "ssl_ca_certs": files["ca_certs"], "ssl_cert_reqs": ssl.CERT_REQUIRED}
@@ -132,11 +133,10 @@ def _ssl_settings(broker_url: str) -> dict[str, Any]:
 
 def celery_settings() -> dict[str, Any]:
     """The Celery settings crossdock runs with, from ``[celery]`` and ``[core]``."""
-    broker_url = conf.getstr("celery", "broker_url")
-    result_backend = _postgres_driver_url(conf.getstr("celery", "result_backend"))
-    operation_timeout = conf.getfloat("celery", "operation_timeout")
-    if operation_timeout <= 0:
-        raise ConfigError(f"[celery] operation_timeout must be positive, got {operation_timeout}")
+    celery = CelerySettings.from_conf()
+    broker_url = celery.broker_url
+    result_backend = _postgres_driver_url(celery.result_backend)
+    operation_timeout = celery.operation_timeout
     settings: dict[str, Any] = {
         "broker_url": broker_url,
         "result_backend": result_backend,
@@ -146,27 +146,24 @@ def celery_settings() -> dict[str, Any]:
         "result_backend_transport_options": {"socket_timeout": max(operation_timeout, 5.0)},
         "redis_socket_connect_timeout": operation_timeout,
         "task_default_queue": conf.getstr("core", "default_queue"),
-        "task_acks_late": conf.getboolean("celery", "task_acks_late"),
+        "task_acks_late": celery.task_acks_late,
         # The worker records STARTED itself, atomically, as the claim that prevents a
         # redelivered message from running twice (see celery_claim). Celery's own
         # tracking would write STARTED unconditionally before that check.
         "task_track_started": False,
         "task_reject_on_worker_lost": False,
-        "worker_prefetch_multiplier": conf.getint("celery", "worker_prefetch_multiplier"),
-        "worker_concurrency": conf.getint("celery", "worker_concurrency"),
-        "worker_pool": conf.getstr("celery", "pool"),
-        "worker_enable_remote_control": conf.getboolean("celery", "worker_enable_remote_control"),
+        "worker_prefetch_multiplier": celery.worker_prefetch_multiplier,
+        "worker_concurrency": celery.worker_concurrency,
+        "worker_pool": celery.pool,
+        "worker_enable_remote_control": celery.worker_enable_remote_control,
         "result_extended": False,
         "task_ignore_result": False,
         "database_engine_options": {"pool_pre_ping": True},
-        **_ssl_settings(broker_url),
+        **_ssl_settings(celery),
     }
     if result_backend.startswith("db+sqlite"):
         settings["database_engine_options"] = {"connect_args": {"timeout": 30}}
-    extra = conf.getjson("celery", "extra_celery_config") or {}
-    if not isinstance(extra, dict):
-        raise ConfigError("[celery] extra_celery_config must be a JSON object")
-    settings.update(extra)
+    settings.update(celery.extra_celery_config)
     settings.update(_FIXED_SETTINGS)
     return settings
 
