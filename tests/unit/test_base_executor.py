@@ -145,3 +145,15 @@ def test_job_id_is_settable():
     executor = RecordingExecutor()
     executor.job_id = 42
     assert executor.job_id == 42
+
+
+def test_the_errors_executors_raise_on_purpose_hang_from_the_crossdock_root():
+    from crossdock.exceptions import CrossdockError, UserFacingError
+    from crossdock.executors.celery_claim_keeper import ClaimTakenOver
+    from crossdock.executors.celery_protocol import CommandFailedError, TaskLostError
+    from crossdock.executors.task_signing import SignatureError
+
+    for error in (ClaimTakenOver, CommandFailedError, TaskLostError):
+        assert issubclass(error, CrossdockError) and not issubclass(error, UserFacingError), error
+    for error in (InvalidCommandError, SignatureError):  # a refusal is a reason a user reads
+        assert issubclass(error, UserFacingError) and issubclass(error, ValueError), error

@@ -383,3 +383,29 @@ def test_the_lost_worker_check_can_be_turned_off(monkeypatch):
         executor._last_worker_check = 0.0
         executor.sync()
     assert k in executor.running
+
+
+@pytest.mark.parametrize("recorded, lost", [
+    ("task_lost", True),
+    ("pool_process_lost", True),
+    ("command_failed", False),
+    ("names_a_lost_worker_in_its_text", False),
+])
+def test_a_lost_try_is_told_by_the_type_of_its_recorded_failure_not_by_its_text(executor, recorded, lost):
+    from billiard.exceptions import WorkerLostError
+
+    from crossdock.executors.celery_protocol import CommandFailedError, TaskLostError
+    from crossdock.executors.infrastructure_loss import is_infrastructure_loss
+
+    error = {"task_lost": TaskLostError("worker w1@box (pid 7) stopped while running this try"),
+             "pool_process_lost": WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL)."),
+             "command_failed": CommandFailedError("task command failed on w1@box: boom"),
+             "names_a_lost_worker_in_its_text": RuntimeError("TaskLostError WorkerLostError")}[recorded]
+    k = queue(executor, "t")
+    executor.heartbeat()
+    executor.get_event_buffer()
+    get_celery_app().backend.mark_as_failure(executor.tasks[k], error)
+    executor.sync()
+    state, reason = executor.get_event_buffer()[k]
+    assert state == S.FAILED and str(error) in reason
+    assert is_infrastructure_loss(reason) is lost

@@ -27,6 +27,8 @@ QueuedTaskInstanceType = tuple[CommandType, int, Optional[str], "TaskInstance"]
 EventBufferValueType = tuple[Optional[str], Any]
 
 PARALLELISM: int = 32
+#: The failure reason of a try stopped by ``revoke_task`` (executors that report one).
+REVOKED_REASON = "revoked"
 
 
 class BaseExecutor:

@@ -38,6 +38,7 @@ from typing import Any, Iterator
 from celery import states
 
 from crossdock.configuration import conf
+from crossdock.exceptions import CrossdockError
 from crossdock.executors.celery_claim import claim_task, replace_own_claim
 
 log = logging.getLogger("crossdock.executors.celery_claim_keeper")
@@ -53,7 +54,7 @@ RESULT_WRITE_PATIENCE = 3600.0
 STOP_SIGNAL = signal.SIGUSR2
 
 
-class ClaimTakenOver(Exception):
+class ClaimTakenOver(CrossdockError):
     """The try's claim was replaced (given up as lost, or revoked) while it ran here."""
 
 

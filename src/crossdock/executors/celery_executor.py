@@ -30,16 +30,16 @@ from celery.exceptions import TaskRevokedError
 
 from crossdock.configuration import conf
 from crossdock.executors.base_executor import PARALLELISM, BaseExecutor, CommandType
-from crossdock.executors.celery_app import EXECUTE_COMMAND_TASK, get_celery_app
-from crossdock.executors.task_signing import signature_kwargs
-from crossdock.runner.command import check_command_allowed, task_run_command
+from crossdock.executors.celery_app import get_celery_app
 from crossdock.executors.celery_claim import claim_task, replace_own_claim
 from crossdock.executors.celery_outage_log import OutageLog
+from crossdock.executors.celery_protocol import EXECUTE_COMMAND_TASK, TaskLostError
 from crossdock.executors.celery_republish import BrokerLossWatch
+from crossdock.executors.celery_state_fetcher import TaskState, fetch_states
 from crossdock.executors.celery_try_lease import TryLeaseWatch
 from crossdock.executors.infrastructure_loss import InfrastructureLoss
-from crossdock.executors.celery_state_fetcher import TaskState, fetch_states
-from crossdock.executors.celery_worker import TaskLostError
+from crossdock.executors.task_signing import signature_kwargs
+from crossdock.runner.command import check_command_allowed, task_run_command
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.state import TaskInstanceState
 
@@ -334,7 +334,7 @@ class CeleryExecutor(BaseExecutor):
         elif state in (states.FAILURE, states.REVOKED):
             self._forget(key)
             self.tasks.pop(key, None)
-            lost = state == states.FAILURE and _lost_with_its_worker(task_state.meta)
+            lost = task_state.infrastructure_loss
             self.fail(key, InfrastructureLoss(task_state.reason or "") if lost else task_state.reason)
         elif state == states.STARTED:
             pending = self.event_buffer.get(key)
@@ -448,16 +448,6 @@ class CeleryExecutor(BaseExecutor):
             self.log.info("  celery task %s: %s", task_id, key)
         for key, tries in self.task_publish_retries.items():
             self.log.info("  publish failed %d times: %s", tries, key)
-
-
-#: Failures that say the try's worker (or its pool process) died, not that the try failed.
-_LOST_WITH_WORKER = frozenset({"TaskLostError", "WorkerLostError"})
-
-
-def _lost_with_its_worker(result: object) -> bool:
-    if isinstance(result, dict):
-        return result.get("exc_type") in _LOST_WITH_WORKER
-    return type(result).__name__ in _LOST_WITH_WORKER
 
 
 def _cpu_count() -> int:

@@ -16,6 +16,8 @@ from typing import Any, Iterable
 from celery import states
 from celery.backends.base import BaseKeyValueStoreBackend
 
+from crossdock.executors.celery_protocol import read_failure
+
 log = logging.getLogger("crossdock.executors.celery_state_fetcher")
 
 #: Most ids in one SQL ``IN`` list; some databases reject very long lists.
@@ -24,11 +26,12 @@ SQL_IN_CHUNK = 1000
 
 @dataclass(frozen=True)
 class TaskState:
-    """A task id's state and, for failures, a readable reason."""
+    """A task id's state and, for failures, a readable reason and whether the try was lost, not failed."""
 
     state: str
     reason: str | None = None
     meta: Any = None
+    infrastructure_loss: bool = False
 
 
 PENDING = TaskState(states.PENDING)
@@ -101,21 +104,6 @@ def _from_meta(backend: Any, meta: dict[str, Any]) -> TaskState:
     state = meta.get("status", states.PENDING)
     result = meta.get("result")
     if state in (states.FAILURE, states.REVOKED):
-        return TaskState(state, reason=failure_reason(state, result), meta=result)
+        failure = read_failure(state, result)
+        return TaskState(state, reason=failure.reason, meta=result, infrastructure_loss=failure.infrastructure_loss)
     return TaskState(state, meta=result)
-
-
-def failure_reason(state: str, result: Any) -> str:
-    """One readable line for a FAILURE/REVOKED result (an exception or its JSON form)."""
-    if isinstance(result, BaseException):
-        text = str(result) or type(result).__name__
-        name = type(result).__name__
-        return text if name in ("CommandFailedError", "TaskLostError") else f"{name}: {text}"
-    if isinstance(result, dict) and "exc_message" in result:
-        message = result.get("exc_message")
-        if isinstance(message, (list, tuple)):
-            message = " ".join(str(part) for part in message)
-        return f"{result.get('exc_type', 'Error')}: {message}"
-    if state == states.REVOKED:
-        return "the celery task was revoked"
-    return f"celery reported {state}: {result!r}"

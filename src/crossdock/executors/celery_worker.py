@@ -26,24 +26,17 @@ from celery.exceptions import Ignore
 from crossdock.configuration import conf
 from crossdock.executors.celery_claim import claim_task, new_claim_token
 from crossdock.executors.celery_claim_keeper import ClaimTakenOver, claim_keeper
+from crossdock.executors.celery_protocol import (  # noqa: F401 - re-exported for the worker's readers
+    EXECUTE_COMMAND_TASK, CommandFailedError, TaskLostError,
+)
 from crossdock.runner.command import InvalidCommandError, check_command_allowed, is_task_command
 
 log = logging.getLogger("crossdock.executors.celery_worker")
 
-#: Name of the task crossdock sends; fixed so scheduler and workers agree without an import.
-EXECUTE_COMMAND_TASK = "crossdock.execute_command"
 #: Seconds :meth:`EmbeddedWorkers.stop` waits for a warm shutdown before killing.
 DEFAULT_STOP_TIMEOUT = 10.0
 #: Seconds :func:`start_embedded_workers` waits for the workers to consume.
 DEFAULT_READY_TIMEOUT = 60.0
-
-
-class CommandFailedError(Exception):
-    """A task command exited non-zero; the message names host, Celery id and reason."""
-
-
-class TaskLostError(Exception):
-    """The worker that claimed this try is gone; the try is reported failed, not re-run."""
 
 
 def register_tasks(app: Any) -> Any:

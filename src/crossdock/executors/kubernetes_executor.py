@@ -70,7 +70,6 @@ LOCAL_ENV_NAMES = ("PYTHONPATH", "VIRTUAL_ENV", "CROSSDOCK_HOME", "CROSSDOCK_CON
 #: How long ``end`` waits for the watchers to stop.
 WATCHER_STOP_SECONDS = 5.0
 
-REVOKED_REASON = "revoked"
 TERMINATED_REASON = "kubernetes executor terminated"
 LOG_SECTION_MARKER = "----- container log of pod"
 

@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from crossdock.configuration import conf
-from crossdock.executors.base_executor import BaseExecutor, CommandType
+from crossdock.executors.base_executor import REVOKED_REASON, BaseExecutor, CommandType
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import InvalidCommandError, validate_task_command
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 #: The failure reason of every task that was running when the zygote died.
 ZYGOTE_DIED_REASON = "local executor process died"
-#: The failure reason of a task stopped by :meth:`LocalExecutor.revoke_task`.
-REVOKED_REASON = "revoked"
 #: The failure reason of a task still running when :meth:`LocalExecutor.terminate` gave up on it.
 TERMINATED_REASON = "local executor terminated"
 

@@ -9,6 +9,7 @@ arbitrary file either.
 
 from __future__ import annotations
 
+from crossdock.exceptions import UserFacingError
 from crossdock.models.taskinstancekey import TaskInstanceKey
 
 TASK_COMMAND_PREFIX = ("crossdock", "tasks", "run")
@@ -18,7 +19,7 @@ TASK_COMMAND_PREFIX = ("crossdock", "tasks", "run")
 DAGS_FOLDER_MARKER = "DAGS_FOLDER"
 
 
-class InvalidCommandError(ValueError):
+class InvalidCommandError(UserFacingError, ValueError):
     """A command that is not a crossdock task command; nothing was executed."""
 
 
