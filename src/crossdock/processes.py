@@ -1,12 +1,15 @@
 """Small process-control helpers shared by the runner, the executors and the pod runtime.
 
 Each tolerates the race every caller has: the process or group may end between the
-moment it is looked up and the moment it is signalled.
+moment it is looked up and the moment it is signalled. The module uses the standard
+library only and imports nothing of crossdock: the pod shim, which runs without
+site-packages, loads this file directly.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 
 def signal_group(pgid: int, signum: int) -> None:
@@ -17,25 +20,27 @@ def signal_group(pgid: int, signum: int) -> None:
         pass
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group still exists (one we may not signal counts)."""
+def _signal_zero(send: Callable[[int, int], None], target: int) -> bool | None:
+    """Send signal 0: False when ``target`` is gone, None when it exists but is not ours to signal."""
     try:
-        os.killpg(pgid, 0)
+        send(target, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return None
     return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still exists (one we may not signal counts)."""
+    return _signal_zero(os.killpg, pgid) is not False
 
 
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` runs; a zombie counts as gone (and is reaped when it is our child)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    reached = _signal_zero(os.kill, pid)
+    if reached is not True:
+        return reached is None
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
@@ -68,6 +73,11 @@ def proc_table():
         fields = stat[stat.rfind(b")") + 2:].split()
         if len(fields) >= 20:
             yield int(entry), int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def group_members(pgid: int) -> list[int]:
+    """Every process of the group (children a shell started included), from one /proc scan (Linux)."""
+    return [pid for pid, _ppid, group, _start in proc_table() if group == pgid]
 
 
 def descendants(pid: int) -> set[int]:

@@ -1,6 +1,6 @@
-"""The per-pod supervisor process (what containerd-shim is to a container). Stdlib only.
+"""The per-pod supervisor process (what containerd-shim is to a container).
 
-Run as ``python -I -S shim.py POD_DIR``, or started ahead of need as ``shim.py -`` and
+It uses the standard library and :mod:`crossdock.processes` (loaded from its file) only. Run as ``python -I -S shim.py POD_DIR``, or started ahead of need as ``shim.py -`` and
 handed its pod folder on stdin (so interpreter start-up is off a pod's critical path). It starts the container's process in its own
 process group, enforces the memory limit by watching the group's resident memory (and
 kills it with the OOM verdict the kernel's cgroup killer would give), and writes the
@@ -43,21 +43,23 @@ def write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Every process in the group (children a shell started included); a scan of /proc."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if int(fields[2]) == pgid:  # fields[0] is the state; the process group follows the parent
-            members.append(int(entry))
-    return members
+def _load_processes():
+    """crossdock's process helpers, loaded from their file: run with ``-I -S``, the shim has no
+    crossdock package on its path, and importing the package would load far more than it needs."""
+    if __package__:  # imported as part of crossdock (the agent reads SHIM_PATH from the module)
+        from crossdock import processes
+
+        return processes
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "processes.py")
+    spec = importlib.util.spec_from_file_location("crossdock_processes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+processes = _load_processes()
 
 
 def rss_bytes(pids: list[int]) -> int:
@@ -69,10 +71,6 @@ def rss_bytes(pids: list[int]) -> int:
         except (OSError, IndexError, ValueError):
             continue
     return total
-
-
-def group_rss_bytes(pgid: int) -> int:
-    return rss_bytes(group_members(pgid))
 
 
 #: Seconds a pod gets between SIGTERM and SIGKILL when the process it is tied to dies.
@@ -152,7 +150,7 @@ def main(pod_dir: str, lifeline_fd: int | None = None) -> int:
         members, tick = [child.pid], 0
         while child.poll() is None:
             if tick % RESCAN_EVERY == 0:  # a full /proc scan is dear; re-read known members in between
-                members = group_members(child.pid) or [child.pid]
+                members = processes.group_members(child.pid) or [child.pid]
             tick += 1
             if rss_bytes(members) > limit:
                 oom = True
