@@ -22,7 +22,7 @@ class Option:
     """One documented configuration key."""
 
     default: Any
-    kind: str  # "str" | "int" | "float" | "bool" | "json"
+    kind: str  # "str" | "int" | "float" | "bool" | "json" | "json_object"
     help: str
 
 
@@ -103,6 +103,10 @@ CELERY: dict[str, Option] = {
     "result_backend": Option("db+sqlite:///{CROSSDOCK_HOME}/celery-results.db", "str",
                              "Celery result backend: redis://..., db+postgresql://user@host/db, or the "
                              "serverless default (SQLite under CROSSDOCK_HOME)."),
+    "result_backend_sqlalchemy_engine_options": Option(
+        "{}", "json_object",
+        "JSON object of SQLAlchemy create_engine() options for a db+... result backend (Celery's "
+        "database_engine_options), e.g. {\"pool_recycle\": 1800}; its keys override crossdock's own."),
     "worker_concurrency": Option(16, "int", "Tasks one worker runs at once (its prefork pool size)."),
     "worker_autoscale": Option("", "str",
                                "'max,min' pool sizes for an autoscaling worker; empty means a fixed pool."),
@@ -157,7 +161,7 @@ CELERY: dict[str, Option] = {
     "ssl_key": Option("", "str", "Client key file for broker TLS."),
     "ssl_cert": Option("", "str", "Client certificate file for broker TLS."),
     "ssl_cacert": Option("", "str", "CA bundle that signs the broker's certificate."),
-    "extra_celery_config": Option("{}", "json",
+    "extra_celery_config": Option("{}", "json_object",
                                   "JSON object of further Celery settings, applied last (serializers "
                                   "stay JSON)."),
     "flower_host": Option("127.0.0.1", "str",

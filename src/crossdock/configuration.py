@@ -77,8 +77,16 @@ def _convert(section: str, key: str, raw: Any, kind: str) -> Any:
             raise ValueError("expected true or false")
         if kind == "json":
             return json.loads(text) if text else None
+        if kind == "json_object":
+            value = json.loads(text) if text else None
+            if value is None:  # empty or null: no options
+                return {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{section}] {key} must be a JSON object, got {raw!r}")
+            return value
     except (ValueError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"[{section}] {key} = {raw!r} is not a valid {kind}: {exc}") from None
+        label = "JSON object" if kind == "json_object" else kind
+        raise ConfigError(f"[{section}] {key} = {raw!r} is not a valid {label}: {exc}") from None
     return raw
 
 
@@ -165,8 +173,10 @@ class CrossdockConfig:
         if isinstance(raw, str) and "{CROSSDOCK_HOME}" in raw:
             raw = raw.replace("{CROSSDOCK_HOME}", str(crossdock_home()))
         converted_kind = kind or (option.kind if option else "str")
+        if converted_kind == "json" and option is not None and option.kind == "json_object":
+            converted_kind = "json_object"  # what is declared an object stays one, whoever reads it
         value = _convert(section, key, raw, converted_kind)
-        if frozen is not None and converted_kind != "json":  # a JSON value may be mutated by its reader
+        if frozen is not None and not converted_kind.startswith("json"):  # its reader may mutate it
             frozen[(section, key, kind)] = value
         return value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -205,3 +206,31 @@ def test_the_celery_section_is_read_once_into_a_frozen_settings_object(monkeypat
     monkeypatch.setenv("CROSSDOCK__CELERY__OPERATION_TIMEOUT", "0")
     with pytest.raises(ConfigError, match=r"\[celery\] operation_timeout must be positive"):
         CelerySettings.from_conf()
+
+
+@pytest.mark.parametrize("backend, crossdock_own", [
+    ("db+sqlite:///{home}/results.db", {"connect_args": {"timeout": 30}}),
+    ("db+postgresql+psycopg://crossdock@127.0.0.1:1/results", {"pool_pre_ping": True}),
+])
+def test_result_backend_engine_options_reach_the_celery_app(crossdock_home, monkeypatch, backend, crossdock_own):
+    from crossdock.executors.celery_app import create_celery_app
+
+    monkeypatch.setenv("CROSSDOCK__CELERY__RESULT_BACKEND", backend.format(home=crossdock_home))
+    monkeypatch.setenv("CROSSDOCK__CELERY__RESULT_BACKEND_SQLALCHEMY_ENGINE_OPTIONS",
+                       '{"pool_recycle": 1800, "pool_pre_ping": false}')
+    app = create_celery_app()
+    assert app.conf.database_engine_options == {**crossdock_own, "pool_recycle": 1800, "pool_pre_ping": False}
+
+
+def test_result_backend_engine_options_that_are_not_an_object_fail_naming_the_key(monkeypatch):
+    from crossdock.executors.celery_app import celery_settings
+
+    monkeypatch.setenv("CROSSDOCK__CORE__EXECUTOR", "CeleryExecutor")
+    key = "[celery] result_backend_sqlalchemy_engine_options"
+    monkeypatch.setenv("CROSSDOCK__CELERY__RESULT_BACKEND_SQLALCHEMY_ENGINE_OPTIONS", '["pool_recycle", 1800]')
+    for check in (celery_settings, conf.validate):
+        with pytest.raises(ConfigError, match=re.escape(f"{key} must be a JSON object, got")):
+            check()
+    monkeypatch.setenv("CROSSDOCK__CELERY__RESULT_BACKEND_SQLALCHEMY_ENGINE_OPTIONS", "{pool_recycle: 1800}")
+    with pytest.raises(ConfigError, match=re.escape(f"{key} = '{{pool_recycle: 1800}}' is not a valid JSON object")):
+        conf.validate()

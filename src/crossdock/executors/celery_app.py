@@ -163,6 +163,10 @@ def celery_settings() -> dict[str, Any]:
     }
     if result_backend.startswith("db+sqlite"):
         settings["database_engine_options"] = {"connect_args": {"timeout": 30}}
+    if result_backend.startswith("db+"):
+        # Airflow's name for Celery's database_engine_options; the user's keys win.
+        settings["database_engine_options"] = {**settings["database_engine_options"],
+                                               **celery.result_backend_sqlalchemy_engine_options}
     settings.update(celery.extra_celery_config)
     settings.update(_FIXED_SETTINGS)
     return settings

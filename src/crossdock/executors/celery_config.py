@@ -33,6 +33,7 @@ class CelerySettings:
     ssl_key: str = ""
     ssl_cert: str = ""
     ssl_cacert: str = ""
+    result_backend_sqlalchemy_engine_options: Mapping[str, Any] = field(default_factory=dict)
     extra_celery_config: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -40,9 +41,6 @@ class CelerySettings:
         operation_timeout = conf.getfloat(SECTION, "operation_timeout")
         if operation_timeout <= 0:
             raise ConfigError(f"[{SECTION}] operation_timeout must be positive, got {operation_timeout}")
-        extra = conf.getjson(SECTION, "extra_celery_config") or {}
-        if not isinstance(extra, dict):
-            raise ConfigError(f"[{SECTION}] extra_celery_config must be a JSON object")
         return cls(
             broker_url=conf.getstr(SECTION, "broker_url"),
             result_backend=conf.getstr(SECTION, "result_backend"),
@@ -56,5 +54,7 @@ class CelerySettings:
             ssl_key=conf.getstr(SECTION, "ssl_key"),
             ssl_cert=conf.getstr(SECTION, "ssl_cert"),
             ssl_cacert=conf.getstr(SECTION, "ssl_cacert"),
-            extra_celery_config=extra,
+            result_backend_sqlalchemy_engine_options=conf.getjson(
+                SECTION, "result_backend_sqlalchemy_engine_options"),
+            extra_celery_config=conf.getjson(SECTION, "extra_celery_config"),
         )
