@@ -63,8 +63,14 @@ def unknown_in_environment(known: Mapping[str, Collection[str]], open_sections: 
             continue
         if section not in known:
             near = suggestion(section, known)
+            if near is None:
+                meant = None
+            elif key in known[near] or near in open_sections:
+                meant = f"{prefix}{near.upper()}__{key.upper()}"
+            else:
+                meant = f"[{near}]"
             messages.append(f"environment variable {name}: [{section}] is not a crossdock section"
-                            + did_you_mean(f"{prefix}{near.upper()}__{key.upper()}" if near else None))
+                            + did_you_mean(meant))
         elif section not in open_sections and key not in known[section]:
             near = suggestion(key, known[section])
             messages.append(f"environment variable {name}: [{section}] {key} is not a crossdock setting"

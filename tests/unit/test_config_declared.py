@@ -234,3 +234,17 @@ def test_result_backend_engine_options_that_are_not_an_object_fail_naming_the_ke
     monkeypatch.setenv("CROSSDOCK__CELERY__RESULT_BACKEND_SQLALCHEMY_ENGINE_OPTIONS", "{pool_recycle: 1800}")
     with pytest.raises(ConfigError, match=re.escape(f"{key} = '{{pool_recycle: 1800}}' is not a valid JSON object")):
         conf.validate()
+
+
+def test_a_misspelt_section_variable_suggests_the_variable_only_when_that_key_exists(monkeypatch, caplog):
+    from crossdock.configuration import CrossdockConfig
+
+    monkeypatch.setenv("CROSSDOCK__KUBERNETES_EXECUTER__NAMESPACE", "batch")
+    monkeypatch.setenv("CROSSDOCK__LOCAL_EXECUTER__WORKERS", "2")
+    CrossdockConfig().validate()
+    assert unknown_warnings(caplog) == [
+        "environment variable CROSSDOCK__KUBERNETES_EXECUTER__NAMESPACE: [kubernetes_executer] is not a "
+        "crossdock section; did you mean CROSSDOCK__KUBERNETES_EXECUTOR__NAMESPACE?",
+        "environment variable CROSSDOCK__LOCAL_EXECUTER__WORKERS: [local_executer] is not a crossdock "
+        "section; did you mean [local_executor]?",
+    ]
