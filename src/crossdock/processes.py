@@ -9,6 +9,7 @@ site-packages, loads this file directly.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Callable
 
 
@@ -73,6 +74,20 @@ def proc_table():
         fields = stat[stat.rfind(b")") + 2:].split()
         if len(fields) >= 20:
             yield int(entry), int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def describe_exit(code: int | None) -> str:
+    """How a child ended, for a message: ``killed by signal SIGKILL`` (``code`` -9) or ``exited with code 3``.
+
+    ``code`` is what :mod:`subprocess` reports: negative ``-N`` for a process killed by signal ``N``.
+    """
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"killed by signal {name}"
+    return f"exited with code {code}"
 
 
 def group_members(pgid: int) -> list[int]:

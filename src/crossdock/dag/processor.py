@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crossdock.processes import describe_exit
+
 log = logging.getLogger(__name__)
 
 #: How many files are parsed at once by default.
@@ -124,13 +126,8 @@ def check_pod_overrides(dag) -> None:
 
 
 def exit_description(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = str(-code)
-        return f"was killed by signal {name}"
-    return f"exited with code {code}"
+    """How the parsing process ended, worded to follow "the process parsing this file"."""
+    return f"was {describe_exit(code)}" if code is not None and code < 0 else describe_exit(code)
 
 
 def kill_group(pid: int) -> None:

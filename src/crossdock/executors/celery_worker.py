@@ -29,6 +29,7 @@ from crossdock.executors.celery_claim_keeper import ClaimTakenOver, claim_keeper
 from crossdock.executors.celery_protocol import (  # noqa: F401 - re-exported for the worker's readers
     EXECUTE_COMMAND_TASK, CommandFailedError, TaskLostError,
 )
+from crossdock.processes import signal_group
 from crossdock.runner.command import InvalidCommandError, check_command_allowed, is_task_command
 
 log = logging.getLogger("crossdock.executors.celery_worker")
@@ -242,19 +243,19 @@ class EmbeddedWorkers:
             try:
                 process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
+                signal_group(process.pid, signal.SIGKILL)
                 process.wait()
         for process in self.processes:
             # A task fork leads its own group; killing the worker's group leaves it, so
             # make sure nothing the worker started is still around.
-            _signal_group(process, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
         for path in [*self._ready_files, *self._pid_files]:
             path.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """SIGKILL every worker's process group at once (what a crashed machine looks like)."""
         for process in self.processes:
-            _signal_group(process, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
         for process in self.processes:
             process.wait()
 
@@ -263,13 +264,6 @@ class EmbeddedWorkers:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
-
-
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def start_embedded_workers(*, queues: list[str], concurrency: int, count: int = 1,

@@ -22,6 +22,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Sequence
 
+from crossdock.processes import describe_exit
 from crossdock.runner.command import validate_task_command
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS, format_seconds
 from crossdock.runner.task_log import flush_std_streams
@@ -55,15 +56,6 @@ class ForkResult:
     @property
     def succeeded(self) -> bool:
         return self.exit_code == 0
-
-
-def signal_reason(exit_code: int) -> str:
-    """``-9`` → ``"killed by signal SIGKILL"``."""
-    try:
-        name = signal.Signals(-exit_code).name
-    except ValueError:
-        name = str(-exit_code)
-    return f"killed by signal {name}"
 
 
 def _open_pidfd(pid: int) -> int | None:
@@ -175,7 +167,7 @@ class ForkedTask:
         if exit_code == 0:
             return None
         if exit_code < 0:
-            reason = signal_reason(exit_code)
+            reason = describe_exit(exit_code)
         else:
             reason = (failure_reason_from_stderr(bytes(self._tail))
                       or _last_line(self.stderr_tail)
