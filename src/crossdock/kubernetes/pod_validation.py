@@ -251,12 +251,14 @@ def _resource_problems(prefix: str, resources: Mapping[str, Any]) -> Iterator[Pr
                           where=f"{prefix}.resources.requests[{name}]")
 
 
+def _mapping_items(value: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """(index, item) of each object in ``value`` when it is a list; anything else has nothing to check here."""
+    if isinstance(value, list):
+        yield from ((index, item) for index, item in enumerate(value) if isinstance(item, Mapping))
+
+
 def _env_problems(prefix: str, env: Any) -> Iterator[Problem]:
-    if not isinstance(env, list):
-        return
-    for index, item in enumerate(env):
-        if not isinstance(item, Mapping):
-            continue
+    for index, item in _mapping_items(env):
         field = f"{prefix}.env[{index}]"
         name = item.get("name")
         if isinstance(name, str) and name and not ENV_NAME_PATTERN.match(name):
@@ -277,12 +279,7 @@ def pod_problems(pod: Mapping[str, Any]) -> list[Problem]:
     if not isinstance(spec, Mapping):
         return problems
     for group in ("initContainers", "containers"):
-        containers = spec.get(group)
-        if not isinstance(containers, list):
-            continue
-        for index, container in enumerate(containers):
-            if not isinstance(container, Mapping):
-                continue
+        for index, container in _mapping_items(spec.get(group)):
             prefix = f"spec.{group}[{index}]"
             resources = container.get("resources")
             if isinstance(resources, Mapping):

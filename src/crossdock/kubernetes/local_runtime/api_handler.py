@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +19,7 @@ from crossdock.kubernetes.local_runtime.api_listing import serve_collection
 from crossdock.kubernetes.local_runtime.api_objects import DEFAULT_NAMESPACE
 from crossdock.kubernetes.local_runtime.auth import unauthorized
 from crossdock.kubernetes.local_runtime.errors import ApiError, bad_request
+from crossdock.kubernetes.local_runtime.http_server import QuietRequestHandler
 from crossdock.kubernetes.local_runtime.log_proxy import proxy_pod_log
 from crossdock.kubernetes.local_runtime.patch import apply_patch
 from crossdock.kubernetes.local_runtime.table import pods_table, wants_table
@@ -45,20 +44,25 @@ ROUTES: list[tuple[re.Pattern[str], str]] = [
 NOT_ALLOWED = "the server does not allow this method on the requested resource"
 
 
-class ApiHandler(BaseHTTPRequestHandler):
+def _method(name: str) -> Callable[["ApiHandler"], None]:
+    """A ``do_<VERB>`` that hands the request to the dispatcher as ``name``."""
+
+    def handle(self: "ApiHandler") -> None:
+        self._dispatch(name)
+
+    return handle
+
+
+class ApiHandler(QuietRequestHandler):
     """Serves ``api`` (set on a subclass per server, as ``http.server`` builds one handler per request)."""
 
     api: "ApiServer"
-    protocol_version = "HTTP/1.1"
     server_version = "crossdock-pods-api"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def setup(self) -> None:
-        super().setup()
-        # Small replies must not wait for the client's delayed ACK (Nagle): 40 ms per call otherwise.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    do_GET = do_HEAD = _method("GET")  # a HEAD is answered as a GET without its body
+    do_POST = _method("POST")
+    do_PUT = _method("PUT")
+    do_PATCH = _method("PATCH")
+    do_DELETE = _method("DELETE")
 
     # -- plumbing ----------------------------------------------------------------------
     def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -85,14 +89,6 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
 
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
-
-    def _end_stream(self) -> None:
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
     def _body(self, *, patch: bool = False) -> Any:
         """The JSON body: an object (a list only for a JSON patch), or a 400 as the real server gives."""
         length = int(self.headers.get("Content-Length") or 0)
@@ -107,24 +103,6 @@ class ApiHandler(BaseHTTPRequestHandler):
             return body
         raise bad_request("couldn't get version/kind; json parse error: json: cannot unmarshal "
                           f"{type(body).__name__} into Go value of type struct")
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
         parts = urlsplit(self.path)

@@ -47,22 +47,18 @@ class ApiServer:
         handler = type("BoundHandler", (ApiHandler,), {"api": self})
         self.httpd = QuietHTTPServer((host, port), handler, ssl_context=server_context(*tls) if tls else None)
         self.host, self.port = self.httpd.server_address[:2]
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> "ApiServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="pods-api", daemon=True)
-        self._thread.start()
+        self.httpd.start("pods-api")
         return self
 
     def stop(self) -> None:
         self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.httpd.stop()
         self.store.close()
 
     def count_request(self) -> None:

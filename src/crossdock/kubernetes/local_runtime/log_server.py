@@ -12,21 +12,16 @@ kill pods and the logs may hold anything a task printed.
 from __future__ import annotations
 
 import json
-import logging
-import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from crossdock.kubernetes.local_runtime.auth import BearerAuth, client_token, load_or_create_token, unauthorized
-from crossdock.kubernetes.local_runtime.http_server import QuietHTTPServer
-
-log = logging.getLogger(__name__)
+from crossdock.kubernetes.local_runtime.http_server import QuietHTTPServer, QuietRequestHandler
+from crossdock.kubernetes.local_runtime.tls import server_context
 
 #: Seconds between checks for new output while following a log.
 FOLLOW_POLL_SECONDS = 0.1
@@ -100,29 +95,24 @@ class KubeletEndpoint:
     def __init__(self, *, source: LogSource, host: str, port: int, cert: Path, key: Path,
                  auth: EndpointAuth) -> None:
         handler = type("BoundKubeletHandler", (_Handler,), {"source": source, "auth": auth})
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(cert), str(key))
+        context = server_context(cert, key)
         if auth.client_ca is not None:
             context.verify_mode = ssl.CERT_OPTIONAL
             context.load_verify_locations(cafile=str(auth.client_ca))
         self.httpd = QuietHTTPServer((host, port), handler, ssl_context=context)
         self.host, self.port = self.httpd.server_address[:2]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="kubelet-endpoint", daemon=True)
 
     def start(self) -> "KubeletEndpoint":
-        self._thread.start()
+        self.httpd.start("kubelet-endpoint")
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.httpd.stop()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietRequestHandler):
     source: LogSource
     auth: EndpointAuth
-    protocol_version = "HTTP/1.1"
 
     def _authenticated(self, *, log_read: bool) -> bool:
         """True, or a 401 Status has been sent (the body, if any, read first)."""
@@ -135,13 +125,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._reply(401, json.dumps(unauthorized().status()), "application/json")
         return False
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _reply(self, code: int, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
         data = text.encode()
@@ -195,8 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
             if limit is not None:
                 data = data[: max(limit - sent, 0)]
             if data:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                self.wfile.flush()
+                self._chunk(data)
                 sent += len(data)
             return limit is None or sent < limit
 
@@ -225,7 +207,6 @@ class _Handler(BaseHTTPRequestHandler):
                         send(rest)
                     break
                 time.sleep(FOLLOW_POLL_SECONDS)
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
+            self._end_stream()
         except OSError:
             self.close_connection = True

@@ -12,24 +12,22 @@ from typing import Any
 
 TABLE_MARKER = "as=Table"
 
+def _column(name: str, description: str, *, type: str = "string", format: str = "",  # noqa: A002
+            priority: int = 0) -> dict[str, Any]:
+    """One ``columnDefinitions`` entry; priority 1 columns show with ``-o wide`` only."""
+    return {"name": name, "type": type, "format": format, "priority": priority, "description": description}
+
+
 POD_COLUMNS = [
-    {"name": "Name", "type": "string", "format": "name", "priority": 0,
-     "description": "Name must be unique within a namespace."},
-    {"name": "Ready", "type": "string", "format": "", "priority": 0,
-     "description": "The aggregate readiness state of this pod for accepting traffic."},
-    {"name": "Status", "type": "string", "format": "", "priority": 0,
-     "description": "The aggregate status of the containers in this pod."},
-    {"name": "Restarts", "type": "integer", "format": "", "priority": 0,
-     "description": "The number of times the containers in this pod have been restarted."},
-    {"name": "Age", "type": "string", "format": "", "priority": 0,
-     "description": "CreationTimestamp is a timestamp representing the server time when this object was created."},
-    {"name": "IP", "type": "string", "format": "", "priority": 1, "description": "IP address allocated to the pod."},
-    {"name": "Node", "type": "string", "format": "", "priority": 1,
-     "description": "NodeName is a request to schedule this pod onto a specific node."},
-    {"name": "Nominated Node", "type": "string", "format": "", "priority": 1,
-     "description": "nominatedNodeName is set when this pod preempts other pods on the node."},
-    {"name": "Readiness Gates", "type": "string", "format": "", "priority": 1,
-     "description": "If specified, all readiness gates will be evaluated for pod readiness."},
+    _column("Name", "Name must be unique within a namespace.", format="name"),
+    _column("Ready", "The aggregate readiness state of this pod for accepting traffic."),
+    _column("Status", "The aggregate status of the containers in this pod."),
+    _column("Restarts", "The number of times the containers in this pod have been restarted.", type="integer"),
+    _column("Age", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+    _column("IP", "IP address allocated to the pod.", priority=1),
+    _column("Node", "NodeName is a request to schedule this pod onto a specific node.", priority=1),
+    _column("Nominated Node", "nominatedNodeName is set when this pod preempts other pods on the node.", priority=1),
+    _column("Readiness Gates", "If specified, all readiness gates will be evaluated for pod readiness.", priority=1),
 ]
 
 
