@@ -241,3 +241,16 @@ def test_bad_routing_rule_is_a_config_error(monkeypatch):
     conf.reload()
     with pytest.raises(ConfigError, match="'gpu-\\*' = 'NomadExecutor' names an executor that is not configured"):
         check_rules(configured_rules(), ["CeleryExecutor", "KubernetesExecutor"])
+
+
+def test_typed_events_merge_both_children_like_the_event_buffer(hybrid):
+    from crossdock.executors.task_event import TaskEvent
+
+    executor, celery, kubernetes = hybrid
+    one, two = TaskInstanceKey("one", "a", "r", 1), TaskInstanceKey("one", "b", "r", 1)
+    celery.report_event(one, TaskEvent(S.FAILED, reason="worker gone", infrastructure_loss=True))
+    kubernetes.event_buffer[two] = (S.RUNNING, {"hostname": "pod-b"})
+    assert executor.pop_task_events() == {
+        one: TaskEvent(S.FAILED, reason="worker gone", infrastructure_loss=True),
+        two: TaskEvent(S.RUNNING, hostname="pod-b")}
+    assert executor.get_event_buffer() == {}

@@ -178,3 +178,41 @@ def test_cli_commands_are_the_kubernetes_pod_subcommands():
     assert group.name == "kubernetes"
     assert [command.name for command in group.subcommands] == ["generate-dag-yaml", "cleanup-pods",
                                                                "local-runtime"]
+
+
+def _followed_pod(executor, key, name="pod-a"):
+    """A pod the executor follows; its API calls (log, delete) go to a closed port and fail."""
+    from kubernetes import client
+
+    from crossdock.executors.kubernetes_executor import PodRecord
+
+    executor.core = client.CoreV1Api(executor.api_client)
+
+    record = PodRecord(key=key, name=name, namespace="default", command=[], created=True, reported_running=True)
+    executor._records[key] = record
+    executor._by_pod[("default", name)] = key
+    executor.running.add(key)
+
+
+@pytest.mark.parametrize("kind, phase, extra, lost", [
+    ("DELETED", "Running", {}, True),
+    ("MODIFIED", "Running", {"deleting": True}, True),
+    ("MODIFIED", "Failed", {"reason": "NodeLost", "message": "node n1 stopped reporting",
+                            "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}, True),
+    ("MODIFIED", "Failed", {"state": {"terminated": {"exitCode": 1, "reason": "Error"}}}, False),
+])
+def test_a_pod_lost_with_its_node_or_deleted_under_its_try_is_an_infrastructure_loss(kind, phase, extra, lost):
+    from crossdock.executors.infrastructure_loss import is_infrastructure_loss
+    from crossdock.kubernetes.kube_watcher import PodEvent
+    from crossdock.models.taskinstancekey import TaskInstanceKey
+    from crossdock.state import TaskInstanceState as S
+
+    executor = _offline_executor()
+    key = TaskInstanceKey("d", "t", "r", 1)
+    _followed_pod(executor, key)
+    executor._apply_pod_event(PodEvent(kind, pod=pod(phase, name="pod-a", **extra)))
+    (event,) = executor.pop_task_events().values()
+    assert event.state == S.FAILED and event.infrastructure_loss is lost
+    executor.report_event(key, event)
+    state, reason = executor.get_event_buffer()[key]
+    assert state == S.FAILED and is_infrastructure_loss(reason) is lost and reason == event.reason

@@ -2,7 +2,9 @@
 
 The executor lives inside the scheduler process. The scheduler hands it task instances
 (``queue_command`` / ``queue_task_instance``), calls ``heartbeat()`` every loop, and reads
-finished states back with ``get_event_buffer()``. Subclasses implement ``execute_async``
+what happened back: as typed :class:`~crossdock.executors.task_event.TaskEvent` objects
+with :meth:`BaseExecutor.pop_task_events`, or as Airflow's ``(state, info)`` pairs with
+``get_event_buffer()`` (both pop the same buffer). Subclasses implement ``execute_async``
 (start one command) and ``sync`` (learn what finished); everything else has a working
 default here.
 """
@@ -13,6 +15,8 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from crossdock.executors.event_buffer import EventBuffer
+from crossdock.executors.task_event import EventBufferValueType, TaskEvent
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import task_run_command, validate_task_command
 from crossdock.state import TaskInstanceState
@@ -23,9 +27,6 @@ if TYPE_CHECKING:
 CommandType = Sequence[str]
 #: (command, priority, queue, task instance)
 QueuedTaskInstanceType = tuple[CommandType, int, Optional[str], "TaskInstance"]
-#: (state, info); info is a human-readable reason or None
-EventBufferValueType = tuple[Optional[str], Any]
-
 PARALLELISM: int = 32
 #: The failure reason of a try stopped by ``revoke_task`` (executors that report one).
 REVOKED_REASON = "revoked"
@@ -54,12 +55,21 @@ class BaseExecutor:
         self.parallelism: int = parallelism
         self.queued_tasks: dict[TaskInstanceKey, QueuedTaskInstanceType] = {}
         self.running: set[TaskInstanceKey] = set()
-        self.event_buffer: dict[TaskInstanceKey, EventBufferValueType] = {}
+        self.event_buffer = EventBuffer()
         self._job_id: int | str | None = None
         self.log = logging.getLogger(f"crossdock.executors.{type(self).__name__}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(parallelism={self.parallelism})"
+
+    @property
+    def event_buffer(self) -> EventBuffer:
+        """Unread events by key; reads and writes Airflow's ``(state, info)`` pairs."""
+        return self._event_buffer
+
+    @event_buffer.setter
+    def event_buffer(self, value: Any) -> None:
+        self._event_buffer = value if isinstance(value, EventBuffer) else EventBuffer(value)
 
     # -- identity ------------------------------------------------------------------
     @property
@@ -156,13 +166,20 @@ class BaseExecutor:
     # -- state reporting -----------------------------------------------------------
     def change_state(self, key: TaskInstanceKey, state: str, info: Any = None,
                      remove_running: bool = True) -> None:
-        """Record a state for the scheduler; final states take the key out of ``running``."""
+        """Record an event for the scheduler, by default taking the key out of ``running``.
+
+        ``info`` is Airflow's (an external id, a host, a reason) or a :class:`TaskEvent`.
+        """
         if remove_running:
             try:
                 self.running.remove(key)
             except KeyError:
                 self.log.debug("could not find key %s in running", key)
-        self.event_buffer[key] = state, info
+        self.event_buffer[key] = TaskEvent.from_info(state, info)
+
+    def report_event(self, key: TaskInstanceKey, event: TaskEvent) -> None:
+        """Record a typed event; a final one takes the key out of ``running``, queued/running do not."""
+        self.change_state(key, event.state, event, remove_running=event.is_final)
 
     def fail(self, key: TaskInstanceKey, info: Any = None) -> None:
         self.change_state(key, TaskInstanceState.FAILED, info)
@@ -177,12 +194,15 @@ class BaseExecutor:
         self.change_state(key, TaskInstanceState.RUNNING, info, remove_running=False)
 
     def get_event_buffer(self, dag_ids: list[str] | None = None) -> dict[TaskInstanceKey, EventBufferValueType]:
-        """Pop and return the events of ``dag_ids`` (all events when None)."""
-        if dag_ids is None:
-            events, self.event_buffer = self.event_buffer, {}
-            return events
-        wanted = set(dag_ids)
-        return {key: self.event_buffer.pop(key) for key in list(self.event_buffer) if key.dag_id in wanted}
+        """Pop and return the events of ``dag_ids`` (all events when None) as ``(state, info)``."""
+        return self.event_buffer.pop_pairs(dag_ids)
+
+    def pop_task_events(self, dag_ids: list[str] | None = None) -> dict[TaskInstanceKey, TaskEvent]:
+        """Pop and return the events of ``dag_ids`` (all events when None), typed.
+
+        The same events :meth:`get_event_buffer` returns; whichever is called takes them.
+        """
+        return self.event_buffer.pop_events(dag_ids)
 
     # -- capacity --------------------------------------------------------------------
     @property

@@ -37,7 +37,7 @@ from crossdock.executors.celery_protocol import EXECUTE_COMMAND_TASK, TaskLostEr
 from crossdock.executors.celery_republish import BrokerLossWatch
 from crossdock.executors.celery_state_fetcher import TaskState, fetch_states
 from crossdock.executors.celery_try_lease import TryLeaseWatch
-from crossdock.executors.infrastructure_loss import InfrastructureLoss
+from crossdock.executors.task_event import TaskEvent
 from crossdock.executors.task_signing import signature_kwargs
 from crossdock.runner.command import check_command_allowed, task_run_command
 from crossdock.models.taskinstancekey import TaskInstanceKey
@@ -166,7 +166,7 @@ class CeleryExecutor(BaseExecutor):
             preassigned = getattr(self.queued_tasks[key][3], "external_executor_id", None)
             task_id = self._assigned_ids[key] = preassigned or str(uuid.uuid4())
             # Before publishing: the scheduler records the id as external_executor_id.
-            self.queued(key, info=task_id)
+            self.report_event(key, TaskEvent(TaskInstanceState.QUEUED, external_id=task_id))
         queue = queue or self.default_queue
         try:
             self._publish(task_id, command, queue)
@@ -246,10 +246,9 @@ class CeleryExecutor(BaseExecutor):
             if task_id not in expired or key not in self.tasks:
                 continue
             where = f"{meta.get('hostname')} (pid {meta.get('pid')})"
-            reason = InfrastructureLoss(
-                f"worker {where} stopped renewing the lease of this try (celery task id {task_id}) for "
-                f"{self._leases.timeout:.0f} s: the worker is gone; the try runs again, not charged to the "
-                f"task's retries")
+            reason = (f"worker {where} stopped renewing the lease of this try (celery task id {task_id}) for "
+                      f"{self._leases.timeout:.0f} s: the worker is gone; the try runs again, not charged to the "
+                      f"task's retries")
             try:
                 # Only over the dead worker's own claim: an outcome that just arrived stands.
                 decided = replace_own_claim(self.app.backend, task_id, claim=meta.get("claim") or "",
@@ -262,7 +261,7 @@ class CeleryExecutor(BaseExecutor):
             self.log.warning("%s: %s", key, reason)
             self.tasks.pop(key, None)
             self._forget(key)
-            self.fail(key, reason)
+            self._lost(key, reason)
 
     def _publish_lost_tries(self, unclaimed: set[TaskInstanceKey]) -> None:
         """Publish again the tries a Redis broker lost (see ``celery_republish``)."""
@@ -309,16 +308,19 @@ class CeleryExecutor(BaseExecutor):
         for key, host in started.items():
             if host and self._missed_pings.get(host, 0) >= LOST_WORKER_MISSED_PINGS:
                 task_id = self.tasks.pop(key, None)
-                reason = InfrastructureLoss(
-                    f"worker {host} stopped answering while running this try (celery task id {task_id}); "
-                    f"the try is run again, not charged to the task's retries")
+                reason = (f"worker {host} stopped answering while running this try (celery task id {task_id}); "
+                          f"the try is run again, not charged to the task's retries")
                 if task_id:
                     try:
                         self.app.backend.mark_as_failure(task_id, TaskLostError(reason))
                     except Exception as exc:  # noqa: BLE001
                         self._outage.failed("result backend", _one_line(exc))
                 self._forget(key)
-                self.fail(key, reason)
+                self._lost(key, reason)
+
+    def _lost(self, key: TaskInstanceKey, reason: str) -> None:
+        """Report a try lost with its worker: failed, and not to be charged to the task's retries."""
+        self.report_event(key, TaskEvent(TaskInstanceState.FAILED, reason=reason, infrastructure_loss=True))
 
     def update_task_state(self, key: TaskInstanceKey, task_state: TaskState) -> None:
         """Map one Celery state to an event: SUCCESS/FAILURE/REVOKED end it, STARTED is running."""
@@ -329,22 +331,23 @@ class CeleryExecutor(BaseExecutor):
             # The result names the worker too: a try that started and ended between two
             # syncs was never seen STARTED, and the scheduler still records where it ran.
             meta = task_state.meta if isinstance(task_state.meta, dict) else {}
-            where = {k: meta[k] for k in ("hostname", "pid") if meta.get(k) is not None}
-            self.success(key, where or None)
+            self.report_event(key, TaskEvent(TaskInstanceState.SUCCESS, hostname=meta.get("hostname"),
+                                             pid=meta.get("pid")))
         elif state in (states.FAILURE, states.REVOKED):
             self._forget(key)
             self.tasks.pop(key, None)
-            lost = task_state.infrastructure_loss
-            self.fail(key, InfrastructureLoss(task_state.reason or "") if lost else task_state.reason)
+            self.report_event(key, TaskEvent(TaskInstanceState.FAILED, reason=task_state.reason,
+                                             infrastructure_loss=task_state.infrastructure_loss))
         elif state == states.STARTED:
-            pending = self.event_buffer.get(key)
-            if pending is not None and pending[0] == TaskInstanceState.QUEUED:
+            pending = self.event_buffer.event(key)
+            if pending is not None and pending.state == TaskInstanceState.QUEUED:
                 # The QUEUED event carries the external id; report running once it was read.
                 return
             if key not in self._reported_running:
                 self._reported_running.add(key)
                 meta = task_state.meta if isinstance(task_state.meta, dict) else {}
-                self.running_state(key, {"hostname": meta.get("hostname"), "pid": meta.get("pid")})
+                self.report_event(key, TaskEvent(TaskInstanceState.RUNNING, hostname=meta.get("hostname"),
+                                                 pid=meta.get("pid")))
         # PENDING, RECEIVED, RETRY: nothing new to report.
 
     def _forget(self, key: TaskInstanceKey) -> None:

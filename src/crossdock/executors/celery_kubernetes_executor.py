@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from crossdock.configuration import conf
-from crossdock.executors.base_executor import BaseExecutor, CommandType, EventBufferValueType
+from crossdock.executors.base_executor import BaseExecutor, CommandType
+from crossdock.executors.task_event import EventBufferValueType, TaskEvent
 from crossdock.executors.routing import RoutingRule, configured_rules
 from crossdock.models.taskinstancekey import TaskInstanceKey
 
@@ -185,8 +186,17 @@ class CeleryKubernetesExecutor(BaseExecutor):
 
     # -- results out ------------------------------------------------------------------------
     def get_event_buffer(self, dag_ids: list[str] | None = None) -> dict[TaskInstanceKey, EventBufferValueType]:
-        events = self.celery_executor.get_event_buffer(dag_ids)
-        events.update(self.kubernetes_executor.get_event_buffer(dag_ids))
+        """Both children's events (and any written to the hybrid itself) as ``(state, info)``."""
+        events = super().get_event_buffer(dag_ids)
+        for child in self._children():
+            events.update(child.get_event_buffer(dag_ids))
+        return events
+
+    def pop_task_events(self, dag_ids: list[str] | None = None) -> dict[TaskInstanceKey, TaskEvent]:
+        """Both children's events (and any written to the hybrid itself), typed."""
+        events = super().pop_task_events(dag_ids)
+        for child in self._children():
+            events.update(child.pop_task_events(dag_ids))
         return events
 
     def wait_for_events(self, timeout: float) -> None:

@@ -1,12 +1,13 @@
-"""The mark an executor puts on a failure that was the infrastructure's, not the task's.
+"""How Airflow's ``(state, info)`` view marks a failure that was the infrastructure's, not the task's.
 
 A try whose worker, node or pod vanished under it did not fail: nothing it ran said so.
 Airflow charges such a try to the task's retries (a task with ``retries=0`` fails); crossdock
-does not (DESIGN.md, principle 10): the executor reports the failure with its reason wrapped
-in :class:`InfrastructureLoss`, and the scheduler runs the task again with its retry budget
+does not (DESIGN.md, principle 10): the scheduler runs the task again with its retry budget
 untouched, as it already does for a try that was stuck in queued.
 
-The reason stays a ``str`` so that every reader of event reasons keeps working.
+Executors say so with the typed ``TaskEvent.infrastructure_loss``; this module is the
+mark that field becomes in the Airflow view, where the reason must stay a ``str`` so
+that every reader of event reasons keeps working.
 """
 
 from __future__ import annotations

@@ -38,10 +38,11 @@ from kubernetes.client.rest import ApiException
 from crossdock.config_secrets import environment_for_try
 from crossdock.configuration import conf
 from crossdock.executors.base_executor import BaseExecutor, CommandType
+from crossdock.executors.task_event import TaskEvent
 from crossdock.kubernetes.kube_client import ApiCallCounter, get_kube_client, retry_after_seconds
 from crossdock.kubernetes.kube_config import KubeExecutorConfig
 from crossdock.kubernetes.kube_watcher import (
-    DELETED, FAILED, RELISTED, RUNNING, SUCCESS, KubeWatcher, PodEvent, interpret_pod,
+    DELETED, FAILED, NOT_STARTED_POD_REASONS, RELISTED, RUNNING, SUCCESS, KubeWatcher, PodEvent, interpret_pod,
 )
 from crossdock.kubernetes.pod_generator import (
     BASE_CONTAINER_NAME, EXECUTOR_LABEL, WORKER_LABEL, PodOverrideError, annotations_to_key, construct_pod,
@@ -50,6 +51,7 @@ from crossdock.kubernetes.pod_generator import (
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import InvalidCommandError, validate_task_command
 from crossdock.runner.task_log import task_log_path_for_key
+from crossdock.state import TaskInstanceState
 
 if TYPE_CHECKING:
     from crossdock.models.taskinstance import TaskInstance
@@ -98,6 +100,15 @@ class PodRecord:
     reported_running: bool = False
     relaunches: int = 0
     adopted: bool = False
+
+
+def lost_with_node_or_deletion(pod: dict[str, Any]) -> bool:
+    """Whether a failed pod was failed by its node (evicted, node lost, shut down) or deleted
+    under its running try, rather than by the task's own exit: an infrastructure loss."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    if status.get("reason") in NOT_STARTED_POD_REASONS:
+        return True
+    return bool(meta.get("deletionTimestamp")) and status.get("phase") in ("Running", "Pending")
 
 
 def _api_message(exc: ApiException) -> str:
@@ -274,8 +285,8 @@ class KubernetesExecutor(BaseExecutor):
         between two scheduler reads would otherwise report only its end, and the try
         would lose its pod name (hostname) and its start time.
         """
-        pending = self.event_buffer.get(key)
-        if any(item[0] == key for item in self._deferred) or (pending is not None and pending[0] != state):
+        pending = self.event_buffer.event(key)
+        if any(item[0] == key for item in self._deferred) or (pending is not None and pending.state != state):
             self._deferred.append((key, state, info, remove_running))
             return
         super().change_state(key, state, info, remove_running)
@@ -367,7 +378,7 @@ class KubernetesExecutor(BaseExecutor):
         record.created = True
         self._by_pod[(record.namespace, record.name)] = record.key
         if record.relaunches == 0:
-            self.queued(record.key, record.name)
+            self.report_event(record.key, TaskEvent(TaskInstanceState.QUEUED, external_id=record.name))
         return "created"
 
     def _launch_failed(self, record: PodRecord, reason: str) -> None:
@@ -406,12 +417,13 @@ class KubernetesExecutor(BaseExecutor):
         outcome = interpret_pod(pod, fatal_reasons=self.settings.fatal_container_reasons)
         exists = event.kind != DELETED
         if not exists and outcome.state not in (SUCCESS, FAILED):
-            self._finish(record, FAILED, f"pod {record.name} was deleted before its task finished", pod_exists=False)
+            self._finish(record, FAILED, f"pod {record.name} was deleted before its task finished", pod_exists=False,
+                         lost=True)
             return
         if outcome.state == RUNNING:
             if not record.reported_running:
                 record.reported_running = True
-                self.running_state(record.key, {"hostname": record.name})
+                self.report_event(record.key, TaskEvent(TaskInstanceState.RUNNING, hostname=record.name))
         elif outcome.state == SUCCESS:
             self._finish(record, SUCCESS, None, pod_exists=exists)
         elif outcome.state == FAILED:
@@ -419,7 +431,8 @@ class KubernetesExecutor(BaseExecutor):
                     and record.relaunches < MAX_RELAUNCHES):
                 self._relaunch(record, outcome.reason)
                 return
-            self._finish(record, FAILED, outcome.reason, pod_exists=exists, force_delete=outcome.fatal_pending)
+            self._finish(record, FAILED, outcome.reason, pod_exists=exists, force_delete=outcome.fatal_pending,
+                         lost=lost_with_node_or_deletion(pod))
 
     def _check_vanished(self, event: PodEvent) -> None:
         """After a (re)list: a followed pod missing from it is confirmed gone, then its try failed."""
@@ -457,8 +470,11 @@ class KubernetesExecutor(BaseExecutor):
         self._launches.append(PodLaunch(key=record.key, pod=pod))
 
     def _finish(self, record: PodRecord, state: str, reason: str | None, *, pod_exists: bool,
-                force_delete: bool = False) -> None:
-        """Report a final state: save the pod's log first, then delete the pod as configured."""
+                force_delete: bool = False, lost: bool = False) -> None:
+        """Report a final state: save the pod's log first, then delete the pod as configured.
+
+        ``lost``: the pod was failed by its node or deleted under the try, not by the task.
+        """
         log_text = self._save_log(record) if pod_exists else None
         if state == SUCCESS:
             self.success(record.key)
@@ -466,7 +482,9 @@ class KubernetesExecutor(BaseExecutor):
             from crossdock.runner.task_runner import failure_reason_from_stderr
 
             said = failure_reason_from_stderr(log_text) if log_text else None
-            self.fail(record.key, f"{said} ({reason})" if said and reason else (reason or said))
+            self.report_event(record.key, TaskEvent(
+                TaskInstanceState.FAILED, reason=f"{said} ({reason})" if said and reason else (reason or said),
+                infrastructure_loss=lost))
         self._forget(record)
         if not pod_exists:
             return

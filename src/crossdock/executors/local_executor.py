@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from crossdock.configuration import conf
 from crossdock.executors.base_executor import REVOKED_REASON, BaseExecutor, CommandType
+from crossdock.executors.task_event import TaskEvent
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import InvalidCommandError, validate_task_command
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS
 from crossdock.runner.task_log import task_log_path
 from crossdock.runner.zygote import STOP_TIMEOUT_SECONDS, ZygoteHandle, start_zygote
 from crossdock.processes import group_alive, signal_group
+from crossdock.state import TaskInstanceState
 
 if TYPE_CHECKING:
     from crossdock.models.taskinstance import TaskInstance
@@ -206,7 +208,9 @@ class LocalExecutor(BaseExecutor):
             if key in self._in_flight:
                 self._in_flight[key] = pid
             if key not in self._revoked:
-                self.running_state(key, f"{hostname}:{pid}")
+                # Airflow's view has always shown "host:pid" for a local try.
+                self.report_event(key, TaskEvent(TaskInstanceState.RUNNING, hostname=hostname, pid=pid,
+                                                 info=f"{hostname}:{pid}"))
         elif kind == "finished":
             _kind, key, exit_code, reason, duration = message
             self._in_flight.pop(key, None)
