@@ -157,3 +157,30 @@ def test_the_errors_executors_raise_on_purpose_hang_from_the_crossdock_root():
         assert issubclass(error, CrossdockError) and not issubclass(error, UserFacingError), error
     for error in (InvalidCommandError, SignatureError):  # a refusal is a reason a user reads
         assert issubclass(error, UserFacingError) and issubclass(error, ValueError), error
+
+
+def test_queue_task_instance_passes_the_logical_date_the_instance_already_holds():
+    from datetime import datetime, timezone
+
+    from crossdock.runner.command import parse_task_command
+
+    date = datetime(2024, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+
+    @dataclass
+    class Run:
+        logical_date: datetime
+
+    @dataclass
+    class WithRun(FakeTI):
+        dag_run: Run | None = None
+
+    @dataclass
+    class WithDate(FakeTI):
+        logical_date: datetime | None = None
+
+    executor = RecordingExecutor()
+    for ti in (WithRun("a", dag_run=Run(date)), WithDate("b", logical_date=date)):
+        executor.queue_task_instance(ti)
+        command = executor.queued_tasks[ti.key][0]
+        assert command[-2:] == ["--logical-date", "2024-03-04T05:06:07+00:00"]
+        assert parse_task_command(command).logical_date == date

@@ -339,7 +339,7 @@ def test_a_timeout_is_not_swallowed_by_the_task_catching_exception_even_off_the_
 def _argparse_namespace(argv, *, test):
     import argparse
 
-    from crossdock.runner.task_runner import add_task_run_arguments, add_task_test_arguments
+    from crossdock.runner.command import add_task_run_arguments, add_task_test_arguments
 
     parser = argparse.ArgumentParser()
     (add_task_test_arguments if test else add_task_run_arguments)(parser)
@@ -358,7 +358,7 @@ def _argparse_namespace(argv, *, test):
 def test_the_plain_command_form_is_read_exactly_as_argparse_reads_it(argv, test):
     """The runner reads the command every executor builds without building a parser; the
     result must be the one argparse gives."""
-    from crossdock.runner.task_runner import _parse_plain
+    from crossdock.runner.command import _parse_plain
 
     assert _parse_plain(argv, test=test) == _argparse_namespace(argv, test=test)
 
@@ -376,6 +376,6 @@ def test_the_plain_command_form_is_read_exactly_as_argparse_reads_it(argv, test)
     ["d", "t", "r", "extra", "1"],
 ])
 def test_anything_but_the_plain_form_is_left_to_argparse(argv):
-    from crossdock.runner.task_runner import _parse_plain
+    from crossdock.runner.command import _parse_plain
 
     assert _parse_plain(argv, test=False) is None

@@ -392,10 +392,14 @@ def _dags_of_file(path: str) -> dict[str, DAG]:
 
 
 # -- finding one DAG ---------------------------------------------------------------
+#: What a DAG file path starts with in a task command when it lies in the dags folder;
+#: the runner puts its own dags folder in its place, so a path is valid on any worker.
+DAGS_FOLDER_MARKER = "DAGS_FOLDER"
+
+
 def resolve_subdir(subdir: str | None) -> str:
     """``subdir`` with a leading ``DAGS_FOLDER`` replaced by the configured dags folder."""
     from crossdock.configuration import conf
-    from crossdock.runner.command import DAGS_FOLDER_MARKER
 
     folder = os.path.expanduser(conf.getstr("core", "dags_folder"))
     if not subdir:

@@ -278,7 +278,7 @@ class SerializedDAG:
     @property
     def subdir(self) -> str:
         """The DAG file as ``--subdir`` of a task command: ``DAGS_FOLDER/...`` when inside it."""
-        from crossdock.runner.command import DAGS_FOLDER_MARKER
+        from crossdock.dag.loader import DAGS_FOLDER_MARKER
 
         if os.path.isabs(self.relative_fileloc):
             return self.relative_fileloc

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from crossdock.executors.event_buffer import EventBuffer
@@ -105,8 +106,7 @@ class BaseExecutor:
 
     def queue_task_instance(self, task_instance: "TaskInstance", **kwargs: Any) -> None:
         """Queue the task command of a task instance at its own priority and queue."""
-        command = task_run_command(task_instance.key, subdir=getattr(task_instance, "dag_fileloc", None)
-                                   or kwargs.get("cfg_path"))
+        command = task_command_of(task_instance, subdir=kwargs.get("cfg_path"))
         self.queue_command(task_instance, command,
                            priority=task_instance.priority_weight or 1,
                            queue=task_instance.queue)
@@ -282,3 +282,26 @@ class BaseExecutor:
         import time
 
         time.sleep(timeout)
+
+
+def task_command_of(task_instance: Any, *, subdir: str | None = None) -> list[str]:
+    """The task command of a task instance: its key, its DAG file, its run's logical date if known.
+
+    ``subdir`` is used when the instance does not name its DAG file (``dag_fileloc``).
+    """
+    return task_run_command(task_instance.key, subdir=getattr(task_instance, "dag_fileloc", None) or subdir,
+                            logical_date=_logical_date_of(task_instance))
+
+
+def _logical_date_of(task_instance: Any) -> datetime | None:
+    """The run's logical date if the task instance already holds it, without loading anything.
+
+    The scheduler may set ``logical_date`` on the instance; otherwise a ``dag_run`` that
+    is already loaded is read (never lazily fetched: this runs once per try sent).
+    Anything but a datetime (a test double's attribute) counts as not known.
+    """
+    value = getattr(task_instance, "logical_date", None)
+    if not isinstance(value, datetime):
+        run = vars(task_instance).get("dag_run") if hasattr(task_instance, "__dict__") else None
+        value = getattr(run, "logical_date", None)
+    return value if isinstance(value, datetime) else None

@@ -29,7 +29,7 @@ from celery import states
 from celery.exceptions import TaskRevokedError
 
 from crossdock.configuration import conf
-from crossdock.executors.base_executor import PARALLELISM, BaseExecutor, CommandType
+from crossdock.executors.base_executor import PARALLELISM, BaseExecutor, CommandType, task_command_of
 from crossdock.executors.celery_app import get_celery_app
 from crossdock.executors.celery_claim import claim_task, replace_own_claim
 from crossdock.executors.celery_outage_log import OutageLog
@@ -39,7 +39,7 @@ from crossdock.executors.celery_state_fetcher import TaskState, fetch_states
 from crossdock.executors.celery_try_lease import TryLeaseWatch
 from crossdock.executors.task_event import TaskEvent
 from crossdock.executors.task_signing import signature_kwargs
-from crossdock.runner.command import check_command_allowed, task_run_command
+from crossdock.runner.command import check_command_allowed
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.state import TaskInstanceState
 
@@ -384,7 +384,7 @@ class CeleryExecutor(BaseExecutor):
         fileloc = getattr(ti, "dag_fileloc", None)
         if not fileloc:
             return
-        command = task_run_command(ti.key, subdir=fileloc)
+        command = task_command_of(ti)
         queue = ti.queue or self.default_queue
         self._loss_watch.record(ti.key, ti.external_executor_id, command, queue)
         if ti.state != "queued":

@@ -2,7 +2,8 @@
 
 The runner never reads the metadata database (design principle 1), so everything in the
 context comes from the command line and the DAG file: the ids, the try number and the
-logical date are passed in by the executor.
+logical date are passed in by the executor. A command without ``--logical-date`` (one
+queued before the option existed) still gets its date, from the run id that carries it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from crossdock.configuration import conf
 from crossdock.models.taskinstancekey import TaskInstanceKey
+from crossdock.runner.command import TaskCommand, parse_logical_date
 
 #: A run id made by crossdock ends in its logical date: ``manual__2024-01-01T00:00:00+00:00``.
 _RUN_ID_DATE = re.compile(r"__(\d{4}-\d{2}-\d{2}T[0-9:.+\-Z]+)$")
@@ -45,14 +47,6 @@ def task_hostname() -> str:
     return conf.getstr("core", "hostname") or socket.gethostname()
 
 
-def parse_logical_date(text: str) -> datetime:
-    """An ISO 8601 date or datetime; naive values are taken as UTC."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value
-
-
 def logical_date_from_run_id(run_id: str) -> datetime | None:
     """The logical date a crossdock-made run id carries, or None for a custom run id."""
     match = _RUN_ID_DATE.search(run_id)
@@ -62,6 +56,11 @@ def logical_date_from_run_id(run_id: str) -> datetime | None:
         return parse_logical_date(match.group(1))
     except ValueError:
         return None
+
+
+def logical_date_of(command: TaskCommand) -> datetime | None:
+    """The try's logical date: the command's ``--logical-date``, else the date in its run id."""
+    return command.logical_date or logical_date_from_run_id(command.run_id)
 
 
 def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance) -> dict[str, Any]:

@@ -81,11 +81,10 @@ def check_task_command_dag_file(command: Sequence[str]) -> None:
     ``command`` is a whole ``["crossdock", "tasks", "run", …]`` argv whose shape was
     already checked.
     """
-    from crossdock.runner.task_runner import UsageError, _parse
+    from crossdock.runner.command import UsageError, parse_task_command
 
     try:
-        task_try = _parse(list(command[3:]), test=False)
-    except (UsageError, SystemExit) as exc:  # SystemExit: --help and the like
-        detail = str(exc) if isinstance(exc, UsageError) else "it asks for help, not a try"
-        raise DagFileNotAllowed(f"its arguments do not parse: {detail}") from None
+        task_try = parse_task_command(command)
+    except UsageError as exc:
+        raise DagFileNotAllowed(f"its arguments do not parse: {exc}") from None
     check_subdir_allowed(task_try.subdir)

@@ -69,13 +69,12 @@ def dag_file_of_command(command: Sequence[str]) -> str | None:
     search for their DAG, which only the child does.
     """
     from crossdock.dag.loader import resolve_subdir
-    from crossdock.runner.command import is_task_command
-    from crossdock.runner.task_runner import _parse
+    from crossdock.runner.command import is_task_command, parse_task_command
 
     if not is_task_command(command):
         return None
     try:
-        task_try = _parse(list(command[3:]), test=False)
+        task_try = parse_task_command(command)
         if not task_try.subdir:
             return None
         location = resolve_subdir(task_try.subdir)

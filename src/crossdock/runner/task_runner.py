@@ -20,26 +20,25 @@ failure reason (see :func:`failure_reason_from_stderr`).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import re
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from crossdock.configuration import ConfigError, conf
-from crossdock.runner.context import (
-    RuntimeTaskInstance,
-    build_context,
-    logical_date_from_run_id,
-    parse_logical_date,
-    task_hostname,
+from crossdock.runner.command import (
+    TaskCommand,
+    UsageError,
+    logical_date_option,
+    parse_task_run_arguments,
+    read_arguments,
 )
+from crossdock.runner.context import RuntimeTaskInstance, build_context, logical_date_of, task_hostname
 from crossdock.runner.interrupt import (
     DagImportTimeout,
     TaskInterrupted,
@@ -62,129 +61,18 @@ TEST_RUN_ID_PREFIX = "test__"
 TASK_LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
 
 
-class UsageError(Exception):
-    """The command line is wrong; the runner exits 2 without running anything."""
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so the failure line is still written."""
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-
 # -- arguments -------------------------------------------------------------------------
-def add_task_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The arguments of ``crossdock tasks run`` (the CLI reuses them for ``--help``)."""
-    parser.add_argument("dag_id", help="id of the DAG")
-    parser.add_argument("task_id", help="id of the task")
-    parser.add_argument("run_id", help="id of the DAG run")
-    parser.add_argument("--try-number", type=int, default=1, dest="try_number",
-                        help="which try this is, from 1 (names the log file)")
-    parser.add_argument("--map-index", type=int, default=-1, dest="map_index",
-                        help="index of a mapped task instance; -1 for an unmapped task")
-    _add_common_arguments(parser)
-    return parser
-
-
-def add_task_test_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The arguments of ``crossdock tasks test``."""
-    parser.add_argument("dag_id", help="id of the DAG")
-    parser.add_argument("task_id", help="id of the task")
-    parser.add_argument("--map-index", type=int, default=-1, dest="map_index",
-                        help="index of a mapped task instance; -1 for an unmapped task")
-    _add_common_arguments(parser)
-    return parser
-
-
-def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--subdir", "-S", default=None,
-                        help="DAG file or folder to load the DAG from; a leading DAGS_FOLDER "
-                             "stands for [core] dags_folder (default: the whole dags folder)")
-    parser.add_argument("--logical-date", default=None, dest="logical_date",
-                        help="logical date of the run (ISO 8601); default: the date in the run id")
-
-
-@dataclass(frozen=True)
-class TaskTry:
-    """One try to run, as parsed from the command line."""
-
-    dag_id: str
-    task_id: str
-    run_id: str
-    try_number: int = 1
-    map_index: int = -1
-    subdir: str | None = None
-    logical_date: datetime | None = None
-
-
-#: ``--option value`` pairs the plain form of a command may hold, by destination.
-_PLAIN_OPTIONS = {"--try-number": "try_number", "--map-index": "map_index", "--subdir": "subdir",
-                  "-S": "subdir", "--logical-date": "logical_date"}
-_INT_OPTIONS = frozenset({"try_number", "map_index"})
-_PLAIN_INT = re.compile(r"-?[0-9]+")
-
-
-def _parse_plain(argv: Sequence[str], *, test: bool) -> argparse.Namespace | None:
-    """The arguments of a command in the plain form every executor builds, or None.
-
-    Plain: the positionals first, then distinct ``--option value`` pairs. Building an
-    ``ArgumentParser`` costs more than a no-op try itself, and a forked try pays for it
-    in copied memory pages; so this form is read directly and anything else (``--x=y``,
-    abbreviations, ``--help``, a mistake) goes to argparse, which words the error. Both
-    give the same result for a plain command (a test holds them to it).
-    """
-    positionals = 2 if test else 3
-    if len(argv) < positionals or (len(argv) - positionals) % 2:
-        return None
-    values: dict[str, Any] = {"subdir": None, "logical_date": None, "map_index": -1}
+def _parse(argv: Sequence[str], *, test: bool) -> TaskCommand:
+    """The try to run: a ``tasks run`` command as it names it (its logical date from the run id
+    when it carries none), or a ``tasks test`` try of a fresh ``test__<now>`` run."""
     if not test:
-        values["try_number"] = 1
-    for index, name in enumerate(("dag_id", "task_id", "run_id")[:positionals]):
-        if argv[index].startswith("-") or not argv[index]:
-            return None
-        values[name] = argv[index]
-    seen = set()
-    for index in range(positionals, len(argv), 2):
-        option, value = argv[index], argv[index + 1]
-        destination = _PLAIN_OPTIONS.get(option)
-        if destination is None or destination in seen or destination not in values:
-            return None
-        seen.add(destination)
-        if destination in _INT_OPTIONS:
-            if not _PLAIN_INT.fullmatch(value):
-                return None
-            values[destination] = int(value)
-        elif value.startswith("-") or not value:
-            return None
-        else:
-            values[destination] = value
-    return argparse.Namespace(**values)
-
-
-def _parse(argv: Sequence[str], *, test: bool) -> TaskTry:
-    args = _parse_plain(argv, test=test)
-    if args is None:
-        prog = "crossdock tasks test" if test else "crossdock tasks run"
-        parser = _ArgumentParser(prog=prog)
-        (add_task_test_arguments if test else add_task_run_arguments)(parser)
-        args = parser.parse_args(list(argv))
-    try:
-        logical_date = parse_logical_date(args.logical_date) if args.logical_date else None
-    except ValueError:
-        raise UsageError(f"--logical-date {args.logical_date!r} is not an ISO 8601 date") from None
-    if test:
-        logical_date = logical_date or datetime.now(timezone.utc).replace(microsecond=0)
-        run_id = f"{TEST_RUN_ID_PREFIX}{logical_date.isoformat()}"
-        try_number = 1
-    else:
-        run_id, try_number = args.run_id, args.try_number
-        if try_number < 0:
-            raise UsageError(f"--try-number must not be negative, got {try_number}")
-        logical_date = logical_date or logical_date_from_run_id(run_id)
-    return TaskTry(dag_id=args.dag_id, task_id=args.task_id, run_id=run_id, try_number=try_number,
-                   map_index=args.map_index, subdir=args.subdir,
-                   logical_date=logical_date)
+        task_try = parse_task_run_arguments(argv)
+        return replace(task_try, logical_date=logical_date_of(task_try))
+    args = read_arguments(argv, test=True)
+    logical_date = logical_date_option(args.logical_date) or datetime.now(timezone.utc).replace(microsecond=0)
+    return TaskCommand(dag_id=args.dag_id, task_id=args.task_id, try_number=1, map_index=args.map_index,
+                       run_id=f"{TEST_RUN_ID_PREFIX}{logical_date.isoformat()}", subdir=args.subdir,
+                       logical_date=logical_date)
 
 
 # -- reasons ---------------------------------------------------------------------------
@@ -237,7 +125,7 @@ class _ResolveFailure(Exception):
         self.reason = reason
 
 
-def _resolve(task_try: TaskTry) -> tuple[Any, Any]:
+def _resolve(task_try: TaskCommand) -> tuple[Any, Any]:
     """The DAG and task of a try; any failure here is a usage-type failure (exit 2)."""
     try:
         from crossdock.dag.exceptions import DagFileError, DagNotFound, TaskNotFound
@@ -260,7 +148,7 @@ def _resolve(task_try: TaskTry) -> tuple[Any, Any]:
     return dag, task
 
 
-def _execute(task_try: TaskTry, *, hostname: str) -> Outcome:
+def _execute(task_try: TaskCommand, *, hostname: str) -> Outcome:
     """Load and run the task; never raises. Output goes wherever fds 1/2 point now."""
     try:
         dag, task = _resolve(task_try)
@@ -312,7 +200,7 @@ def _is_task_failure(exc: BaseException) -> bool:
     return failure is not None and isinstance(exc, failure)
 
 
-def _run(task_try: TaskTry, *, mode: str) -> int:
+def _run(task_try: TaskCommand, *, mode: str) -> int:
     """Run a try with its header and outcome lines; ``mode`` is "log" or "console"."""
     hostname = task_hostname()
     started = time.monotonic()
@@ -365,7 +253,7 @@ def _report_failure(log_path: Path | None, reason: str | None, exit_code: int) -
     return exit_code
 
 
-def _header(task_try: TaskTry, *, hostname: str, log_path: Path | None) -> None:
+def _header(task_try: TaskCommand, *, hostname: str, log_path: Path | None) -> None:
     map_part = f" map_index={task_try.map_index}" if task_try.map_index >= 0 else ""
     _say(f"running dag_id={task_try.dag_id} task_id={task_try.task_id} run_id={task_try.run_id}"
          f"{map_part} try_number={task_try.try_number}")
