@@ -39,6 +39,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from crossdock.exceptions import CrossdockError
 from crossdock.kubernetes.pod_validation import describe_problems, pod_problems
 from crossdock.models.taskinstancekey import TaskInstanceKey
 
@@ -92,7 +93,7 @@ QUANTITY_FIELDS = frozenset({
 })
 
 
-class PodOverrideError(ValueError):
+class PodOverrideError(CrossdockError, ValueError):
     """A ``pod_override`` (or pod template) that is not a valid pod; the message says what is wrong."""
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from crossdock.exceptions import CrossdockError
+
 REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -25,7 +27,7 @@ REASONS = {
 }
 
 
-class ApiError(Exception):
+class ApiError(CrossdockError):
     """An error reply; :meth:`status` is the body a real server would send."""
 
     def __init__(self, code: int, message: str, *, reason: str | None = None,

@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 from kubernetes.utils.quantity import parse_quantity
 
+from crossdock.exceptions import CrossdockError
+
 #: The container a pod's main process comes from; the first container if none is named so.
 BASE_CONTAINER = "base"
 #: Without a cpu limit the process keeps the agent's priority; below one core it is niced.
@@ -32,13 +34,13 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 
 
-class ContainerConfigError(Exception):
+class ContainerConfigError(CrossdockError):
     """The spec asks for something this runtime cannot provide (``CreateContainerConfigError``)."""
 
     reason = "CreateContainerConfigError"
 
 
-class ImagePullError(Exception):
+class ImagePullError(CrossdockError):
     """The image is configured as unpullable (``ErrImagePull``); the pod stays Pending."""
 
     reason = "ErrImagePull"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes.client.rest import ApiException
 
+from crossdock.exceptions import CrossdockError
 from crossdock.kubernetes.local_runtime.container import Container, write_json
 from crossdock.kubernetes.local_runtime.launch import (
     ContainerConfigError, ImagePullError, build_plan, pick_container,
@@ -38,7 +39,7 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 WORKER_TICK_SECONDS = 0.5
 
 
-class AgentStopped(Exception):
+class AgentStopped(CrossdockError):
     """The agent is stopping: a worker leaves its pod as it is (its process runs on)."""
 
 
