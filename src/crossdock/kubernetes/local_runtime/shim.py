@@ -47,9 +47,9 @@ def _load_processes():
     """crossdock's process helpers, loaded from their file: run with ``-I -S``, the shim has no
     crossdock package on its path, and importing the package would load far more than it needs."""
     if __package__:  # imported as part of crossdock (the agent reads SHIM_PATH from the module)
-        from crossdock import processes
+        import crossdock.processes
 
-        return processes
+        return crossdock.processes
     import importlib.util
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "processes.py")
