@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
+
 import pytest
 
+import crossdock
 from crossdock.cli.errors import CliError
 from crossdock.configuration import ConfigError
 from crossdock.dag.exceptions import (
@@ -22,6 +27,32 @@ from crossdock.runner.dag_file_policy import DagFileNotAllowed
 from crossdock.runner.interrupt import TaskInterrupted, TaskTimeout
 from crossdock.scheduler.dag_runs import DagRunCreationError, DagRunExistsError
 from crossdock.scheduler.leadership import LeadershipLost
+
+#: Modules the walk does not import: Alembic's env runs migrations on import, the
+#: example DAGs are DAG files, and ``__main__`` is the command line itself.
+SKIPPED_MODULES = ("crossdock.migrations", "crossdock.example_dags")
+
+
+def _exception_classes():
+    for info in pkgutil.walk_packages(crossdock.__path__, "crossdock."):
+        if info.name.startswith(SKIPPED_MODULES) or info.name.endswith(".__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if (inspect.isclass(value) and issubclass(value, BaseException)
+                    and value.__module__ == module.__name__ and not name.startswith("_")):
+                yield value
+
+
+def test_every_public_exception_class_derives_from_crossdock_error():
+    classes = list(_exception_classes())
+    assert DagNotFound in classes and LeadershipLost in classes  # the walk reached the packages
+    outside = sorted(f"{error.__module__}.{error.__qualname__}" for error in classes
+                     if not issubclass(error, (CrossdockError, TaskInterrupted)))
+    assert outside == []
+    interrupts = [error for error in classes if issubclass(error, TaskInterrupted)]
+    assert interrupts and not any(issubclass(error, (Exception, CrossdockError)) for error in interrupts)
+
 
 # (class, builtin base that callers catch it by, or None)
 USER_FACING = [
