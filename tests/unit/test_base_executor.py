@@ -184,3 +184,87 @@ def test_queue_task_instance_passes_the_logical_date_the_instance_already_holds(
         command = executor.queued_tasks[ti.key][0]
         assert command[-2:] == ["--logical-date", "2024-03-04T05:06:07+00:00"]
         assert parse_task_command(command).logical_date == date
+
+
+class PolicyExecutor(RecordingExecutor):
+    """Applies the command policy when it sends, as every crossdock executor does."""
+
+    def execute_async(self, key, command, queue=None, executor_config=None):
+        if not self.refuse_command(key, command):
+            super().execute_async(key, command, queue, executor_config)
+
+
+def test_a_command_refused_at_send_time_fails_with_the_refusal_and_frees_its_slot():
+    executor = PolicyExecutor(parallelism=1)
+    evil, ok = FakeTI("evil"), FakeTI("ok")
+    executor.queue_command(evil, ["bash", "-c", "rm -rf /"], priority=9)
+    executor.queue_command(ok, ["crossdock", "tasks", "run", "dag", "ok", "run"])
+    executor.heartbeat()
+    state, reason = executor.get_event_buffer()[evil.key]
+    assert state == S.FAILED and reason.startswith("refusing to run ['bash', '-c', 'rm -rf /']")
+    assert executor.running == set() and executor.slots_available == 0  # only "ok" waits
+    executor.heartbeat()
+    assert executor.executed == [("ok", None)] and executor.running == {ok.key}
+
+
+def test_queued_takes_the_key_out_of_running_as_airflows_does():
+    executor = RecordingExecutor()
+    key = FakeTI("a").key
+    executor.running.add(key)
+    executor.queued(key, "external-id")
+    assert key not in executor.running
+    assert executor.get_event_buffer() == {key: (S.QUEUED, "external-id")}
+
+
+def _still_running_setup():
+    from collections import defaultdict
+
+    from crossdock.executors.still_running import PATIENCE_SECONDS, StillRunningAttempts
+
+    now = [0.0]
+    executor = RecordingExecutor()
+    executor.attempts = defaultdict(lambda: StillRunningAttempts(clock=lambda: now[0]))
+    ti = FakeTI("again")
+    executor.running.add(ti.key)
+    executor.queue_command(ti, ["crossdock", "tasks", "run", "dag", "again", "run"])
+    return executor, ti, now, PATIENCE_SECONDS
+
+
+def test_a_try_queued_while_its_key_still_runs_is_held_back_then_dropped():
+    executor, ti, now, patience = _still_running_setup()
+    for moment in (0.0, patience / 2, patience + 1):  # held back while within the patience, and once after
+        now[0] = moment
+        executor.heartbeat()
+        assert ti.key in executor.queued_tasks and executor.executed == []
+    executor.heartbeat()
+    assert ti.key not in executor.queued_tasks and ti.key not in executor.attempts
+    assert executor.executed == [] and executor.get_event_buffer() == {}  # the running copy reports
+    assert ti.key in executor.running
+
+
+def test_a_try_held_back_is_sent_once_its_key_stops_running():
+    executor, ti, now, _patience = _still_running_setup()
+    executor.heartbeat()
+    executor.success(ti.key)
+    executor.heartbeat()
+    assert executor.executed == [("again", None)] and ti.key not in executor.attempts
+
+
+@pytest.mark.parametrize("command, ids", [
+    (["crossdock", "tasks", "run", "my_dag", "my_task", "run1", "--try-number", "2"], ("my_dag", "my_task")),
+    (["crossdock", "tasks", "run", "d", "t", "r", "--subdir", "DAGS_FOLDER/x.py", "--map-index", "3"], ("d", "t")),
+    (["crossdock", "tasks", "run"], (None, None)),
+])
+def test_validate_crossdock_tasks_run_command_returns_the_dag_and_task_ids(command, ids):
+    assert BaseExecutor.validate_crossdock_tasks_run_command(command) == ids
+
+
+@pytest.mark.parametrize("command", [
+    ["airflow", "tasks", "run", "d", "t", "r"],
+    ["crossdock", "dags", "list"],
+    ["crossdock", "tasks", "run", "d", "t"],
+    ["crossdock", "tasks", "run", "d", "t", "r", "--no-such-option", "1"],
+])
+def test_validate_crossdock_tasks_run_command_refuses_what_is_not_a_try(command):
+    with pytest.raises(ValueError):
+        BaseExecutor.validate_crossdock_tasks_run_command(command)

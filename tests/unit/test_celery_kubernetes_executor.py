@@ -254,3 +254,18 @@ def test_typed_events_merge_both_children_like_the_event_buffer(hybrid):
         one: TaskEvent(S.FAILED, reason="worker gone", infrastructure_loss=True),
         two: TaskEvent(S.RUNNING, hostname="pod-b")}
     assert executor.get_event_buffer() == {}
+
+
+def test_a_command_a_child_refuses_through_execute_async_holds_no_slot():
+    class Refusing(Child):
+        def execute_async(self, key, command, queue=None, executor_config=None):
+            if not self.refuse_command(key, command):  # fails the try at once, as Celery's does
+                super().execute_async(key, command, queue, executor_config)
+
+    celery, kubernetes = Refusing("celery"), Child("kubernetes")
+    executor = CeleryKubernetesExecutor(celery_executor=celery, kubernetes_executor=kubernetes)
+    key = TaskInstanceKey("my_dag", "celery_task", "manual_run", 1)
+    executor.execute_async(key=key, command=["python", "-c", "print('Celery task')"], queue="default")
+    assert key not in executor.running and celery.slots_available == 10
+    state, reason = executor.get_event_buffer()[key]
+    assert state == S.FAILED and reason.startswith("refusing to run")

@@ -384,3 +384,7 @@ def test_a_revoked_try_queued_again_runs_after_its_old_process_is_gone(tmp_path,
     assert events[ti.key] == (TaskInstanceState.SUCCESS, None)
     assert (setup.out / "done").exists()
     assert process_gone(old_pid)
+
+
+def test_a_local_executor_does_not_support_pickling_as_airflows_does_not():
+    assert LocalExecutor.supports_pickling is False

@@ -13,13 +13,22 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from crossdock.executors.event_buffer import EventBuffer
+from crossdock.executors.still_running import StillRunningAttempts
 from crossdock.executors.task_event import EventBufferValueType, TaskEvent
 from crossdock.models.taskinstancekey import TaskInstanceKey
-from crossdock.runner.command import task_run_command, validate_task_command
+from crossdock.runner.command import (
+    TASK_COMMAND_PREFIX,
+    InvalidCommandError,
+    UsageError,
+    check_command_allowed,
+    parse_task_command,
+    task_run_command,
+)
 from crossdock.state import TaskInstanceState
 
 if TYPE_CHECKING:
@@ -57,6 +66,8 @@ class BaseExecutor:
         self.queued_tasks: dict[TaskInstanceKey, QueuedTaskInstanceType] = {}
         self.running: set[TaskInstanceKey] = set()
         self.event_buffer = EventBuffer()
+        #: Queued keys held back because the same key is still running (see ``still_running``).
+        self.attempts: dict[TaskInstanceKey, StillRunningAttempts] = defaultdict(StillRunningAttempts)
         self._job_id: int | str | None = None
         self.log = logging.getLogger(f"crossdock.executors.{type(self).__name__}")
 
@@ -81,6 +92,12 @@ class BaseExecutor:
     @job_id.setter
     def job_id(self, value: int | str | None) -> None:
         self._job_id = value
+        for child in self._children():
+            child.job_id = value
+
+    def _children(self) -> tuple["BaseExecutor", ...]:
+        """The executors this one hands work to (a hybrid's); they work for the same job."""
+        return ()
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -132,7 +149,11 @@ class BaseExecutor:
         return sorted(self.queued_tasks.items(), key=lambda item: item[1][1], reverse=True)
 
     def trigger_tasks(self, open_slots: int) -> None:
-        """Hand up to ``open_slots`` queued commands to :meth:`execute_async`, by priority."""
+        """Hand up to ``open_slots`` queued commands to :meth:`_process_tasks`, by priority.
+
+        A command whose key is still running waits (it would run the try twice); after
+        a few heartbeats (:mod:`crossdock.executors.still_running`) it is dropped.
+        """
         if open_slots <= 0 or not self.queued_tasks:
             return
         batch = []
@@ -140,18 +161,54 @@ class BaseExecutor:
             if len(batch) >= open_slots:
                 break
             if key in self.running:
-                # The previous run of this very key has not reported back; wait for it.
-                self.log.info("task %s is still running; it will be retried later", key)
+                attempts = self.attempts[key]
+                if attempts.can_try_again():
+                    self.log.info("task %s is queued but still running; attempt %d, it will be sent later",
+                                  key, attempts.total_tries)
+                    continue
+                self.log.error("could not queue task %s: still running after %d attempts; the running try "
+                               "reports its outcome", key, attempts.total_tries)
+                del self.attempts[key]
+                del self.queued_tasks[key]
                 continue
+            self.attempts.pop(key, None)
             batch.append((key, command, queue, getattr(ti, "executor_config", None)))
         if batch:
             self._process_tasks(batch)
 
     def _process_tasks(self, task_tuples: list[tuple[TaskInstanceKey, CommandType, str | None, Any]]) -> None:
+        """Send a batch of commands taken off the queue; executors that batch sends override this."""
         for key, command, queue, executor_config in task_tuples:
             del self.queued_tasks[key]
+            self._start_task(key, command, queue, executor_config)
+
+    def _start_task(self, key: TaskInstanceKey, command: CommandType, queue: str | None,
+                    executor_config: Any) -> None:
+        """:meth:`execute_async` with the ``running`` bookkeeping around it.
+
+        The key counts as running before the command is handed over, so a try that
+        ends during the hand-over (a refused command fails at once) leaves no slot taken.
+        """
+        self.running.add(key)
+        try:
             self.execute_async(key=key, command=command, queue=queue, executor_config=executor_config)
-            self.running.add(key)
+        except BaseException:
+            self.running.discard(key)
+            raise
+
+    def refuse_command(self, key: TaskInstanceKey, command: CommandType) -> bool:
+        """Apply the command policy at send time; a refused command fails its try, unrun.
+
+        Every executor calls this before it sends a command. True when it was refused
+        (the FAILED event carries the refusal as its reason).
+        """
+        try:
+            self.validate_command(command)
+        except InvalidCommandError as exc:
+            self.log.error("task %s: %s", key, exc)
+            self.report_event(key, TaskEvent(TaskInstanceState.FAILED, reason=str(exc)))
+            return True
+        return False
 
     # -- abstract ----------------------------------------------------------------------
     def execute_async(self, key: TaskInstanceKey, command: CommandType,
@@ -188,7 +245,12 @@ class BaseExecutor:
         self.change_state(key, TaskInstanceState.SUCCESS, info)
 
     def queued(self, key: TaskInstanceKey, info: Any = None) -> None:
-        self.change_state(key, TaskInstanceState.QUEUED, info, remove_running=False)
+        """Airflow's: record QUEUED and take the key out of ``running``.
+
+        Executors that report an external id for a try they keep running use
+        :meth:`report_event`, which leaves ``running`` alone for QUEUED.
+        """
+        self.change_state(key, TaskInstanceState.QUEUED, info)
 
     def running_state(self, key: TaskInstanceKey, info: Any = None) -> None:
         self.change_state(key, TaskInstanceState.RUNNING, info, remove_running=False)
@@ -245,8 +307,28 @@ class BaseExecutor:
 
     @staticmethod
     def validate_command(command: CommandType) -> None:
-        """Refuse anything but ``["crossdock", "tasks", "run", ...]``."""
-        validate_task_command(command)
+        """The one command policy: raise :class:`InvalidCommandError` for what may not run.
+
+        A ``crossdock tasks run`` command whose DAG file is in the DAGs folder always may;
+        any other argv list only with ``[core] task_commands_only`` off.
+        """
+        check_command_allowed(command)
+
+    @staticmethod
+    def validate_crossdock_tasks_run_command(command: CommandType) -> tuple[str | None, str | None]:
+        """``(dag_id, task_id)`` of a ``crossdock tasks run`` command (Airflow's
+        ``validate_airflow_tasks_run_command``).
+
+        Raises :class:`InvalidCommandError` (a ``ValueError``) for any other command and
+        for arguments that do not parse; ``(None, None)`` for a bare ``crossdock tasks run``.
+        """
+        if isinstance(command, (list, tuple)) and tuple(command) == TASK_COMMAND_PREFIX:
+            return None, None
+        try:
+            parsed = parse_task_command(command)
+        except UsageError as exc:
+            raise InvalidCommandError(f"{list(command)!r} is not a task try: {exc}") from None
+        return parsed.dag_id, parsed.task_id
 
     def debug_dump(self) -> None:
         """Log what the executor holds, for a user chasing a stuck task."""

@@ -27,7 +27,7 @@ from celery import Celery
 from crossdock.config_schema import DEFAULT_VISIBILITY_TIMEOUT
 from crossdock.configuration import ConfigError, conf, crossdock_home
 from crossdock.executors.celery_config import CelerySettings
-from crossdock.executors.celery_worker import EXECUTE_COMMAND_TASK  # noqa: F401 - re-exported
+from crossdock.executors.celery_protocol import EXECUTE_COMMAND_TASK  # noqa: F401 - re-exported
 
 APP_NAME = "crossdock"
 #: How often the filesystem broker looks for new messages; the latency floor of the

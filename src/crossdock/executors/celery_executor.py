@@ -39,7 +39,6 @@ from crossdock.executors.celery_state_fetcher import TaskState, fetch_states
 from crossdock.executors.celery_try_lease import TryLeaseWatch
 from crossdock.executors.task_event import TaskEvent
 from crossdock.executors.task_signing import signature_kwargs
-from crossdock.runner.command import check_command_allowed
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.state import TaskInstanceState
 
@@ -129,20 +128,14 @@ class CeleryExecutor(BaseExecutor):
         """
 
     # -- sending ---------------------------------------------------------------------------
-    def trigger_tasks(self, open_slots: int) -> None:
-        """Publish up to ``open_slots`` queued commands, highest priority first."""
-        if open_slots <= 0 or not self.queued_tasks:
-            return
-        batch: list[tuple[TaskInstanceKey, CommandType, str | None]] = []
-        for key, (command, _priority, queue, _ti) in self.order_queued_tasks_by_priority():
-            if len(batch) >= open_slots:
-                break
-            if key in self.running:
-                self.log.info("task %s is still running; it will be sent later", key)
-                continue
-            batch.append((key, command, queue))
+    def _process_tasks(self, task_tuples: list[tuple[TaskInstanceKey, CommandType, str | None, Any]]) -> None:
+        """Publish the commands the base ``trigger_tasks`` picked, highest priority first.
+
+        A command stays queued until its message is out (the publish is retried on later
+        heartbeats), so this does the ``queued_tasks``/``running`` bookkeeping itself.
+        """
         broker_error: Exception | None = None
-        for key, command, queue in batch:
+        for key, command, queue, _executor_config in task_tuples:
             if broker_error is None:
                 broker_error = self._send(key, command, queue)
             else:
@@ -152,12 +145,9 @@ class CeleryExecutor(BaseExecutor):
 
     def _send(self, key: TaskInstanceKey, command: CommandType, queue: str | None) -> Exception | None:
         """Publish one command; the broker error if that failed (the task stays queued)."""
-        try:
-            check_command_allowed(command)
-        except ValueError as exc:
+        if self.refuse_command(key, command):
             del self.queued_tasks[key]
             self._forget(key)
-            self.fail(key, str(exc))
             return None
         task_id = self._assigned_ids.get(key)
         if task_id is None:

@@ -61,7 +61,6 @@ class CeleryKubernetesExecutor(BaseExecutor):
         self._rules: list[RoutingRule] = [
             rule for rule in configured_rules() if rule.executor in (CELERY, KUBERNETES)
         ] + [RoutingRule(self.kubernetes_queue, KUBERNETES)]
-        self._job_id: int | str | None = None
 
     # -- composition -------------------------------------------------------------------
     @property
@@ -122,16 +121,6 @@ class CeleryKubernetesExecutor(BaseExecutor):
         """BaseExecutor.__init__ assigns it; the hybrid holds nothing of its own."""
 
     @property
-    def job_id(self) -> int | str | None:
-        return self._job_id
-
-    @job_id.setter
-    def job_id(self, value: int | str | None) -> None:
-        self._job_id = value
-        for child in self._children():
-            child.job_id = value
-
-    @property
     def slots_available(self) -> int:
         return self.celery_executor.slots_available + self.kubernetes_executor.slots_available
 
@@ -173,9 +162,7 @@ class CeleryKubernetesExecutor(BaseExecutor):
     def execute_async(self, key: TaskInstanceKey, command: CommandType, queue: str | None = None,
                       executor_config: Any | None = None) -> None:
         """Start a command directly on the child that owns ``queue`` (the seed's programmatic use)."""
-        child = self._executor_for_queue(queue)
-        child.execute_async(key=key, command=command, queue=queue, executor_config=executor_config)
-        child.running.add(key)
+        self._executor_for_queue(queue)._start_task(key, command, queue, executor_config)
 
     def sync(self) -> None:
         for child in self._children():

@@ -49,7 +49,6 @@ from crossdock.kubernetes.pod_generator import (
     load_pod_template, make_safe_label_value, pod_override_of,
 )
 from crossdock.models.taskinstancekey import TaskInstanceKey
-from crossdock.runner.command import InvalidCommandError, validate_task_command
 from crossdock.runner.task_log import task_log_path_for_key
 from crossdock.state import TaskInstanceState
 
@@ -152,7 +151,6 @@ class KubernetesExecutor(BaseExecutor):
         self._launches: deque[PodLaunch] = deque()
         self._records: dict[TaskInstanceKey, PodRecord] = {}
         self._by_pod: dict[tuple[str, str], TaskInstanceKey] = {}
-        self._refused: list[tuple[TaskInstanceKey, str]] = []
         self._create_paused_until = 0.0
         self._pod_env: dict[str, str] = {}
         self._started = False
@@ -216,7 +214,6 @@ class KubernetesExecutor(BaseExecutor):
             for launch in self._launches:
                 self.fail(launch.key, TERMINATED_REASON)
             self._launches.clear()
-        self._report_refused()
         self._release_deferred(force=True)
         self._stop_watchers()
 
@@ -227,7 +224,7 @@ class KubernetesExecutor(BaseExecutor):
 
     def wait_for_events(self, timeout: float) -> None:
         """Sleep until a watcher sees something (or a queued launch is due)."""
-        if self._refused or self._deferred or (self._launches and self._launches[0].not_before <= time.monotonic()
+        if self._deferred or (self._launches and self._launches[0].not_before <= time.monotonic()
                              and self._create_paused_until <= time.monotonic()):
             return
         if self._wake.wait(timeout):
@@ -236,18 +233,20 @@ class KubernetesExecutor(BaseExecutor):
     # -- queueing --------------------------------------------------------------------------
     def execute_async(self, key: TaskInstanceKey, command: CommandType, queue: str | None = None,
                       executor_config: Any | None = None) -> None:
-        """Build the try's pod and queue its creation; a bad command or pod fails the try at next sync."""
+        """Build the try's pod and queue its creation; a refused command or a bad pod fails the try now.
+
+        ``[kubernetes_executor] validate_commands = False`` skips the command policy (the
+        pod's own runner still refuses a DAG file outside its DAGs folder).
+        """
         self.start()
-        if self.settings.validate_commands and conf.getboolean("core", "task_commands_only"):
-            try:
-                validate_task_command(command)
-            except InvalidCommandError as exc:
-                self._refused.append((key, str(exc)))
-                return
+        if self.settings.validate_commands and self.refuse_command(key, command):
+            return
         try:
             pod = self._build_pod(key, list(command), executor_config)
         except PodOverrideError as exc:
-            self._refused.append((key, f"invalid pod_override: {exc}"))
+            reason = f"invalid pod_override: {exc}"
+            self.log.error("task %s failed before a pod was created: %s", key, reason)
+            self.fail(key, reason)
             return
         record = PodRecord(key=key, name=pod["metadata"]["name"], namespace=pod["metadata"]["namespace"],
                            command=list(command), executor_config=executor_config)
@@ -270,10 +269,9 @@ class KubernetesExecutor(BaseExecutor):
 
     # -- sync ------------------------------------------------------------------------------
     def sync(self) -> None:
-        """Fail refused tries, create due pods (one batch), apply watcher events."""
+        """Create due pods (one batch), apply watcher events."""
         self.start()
         self._release_deferred()
-        self._report_refused()
         self._create_pods()
         self._apply_events()
 
@@ -291,6 +289,10 @@ class KubernetesExecutor(BaseExecutor):
             return
         super().change_state(key, state, info, remove_running)
 
+    def queued(self, key: TaskInstanceKey, info: Any = None) -> None:
+        """Record QUEUED (info: the pod name) and keep the key running: a created pod holds its slot."""
+        self.change_state(key, TaskInstanceState.QUEUED, info, remove_running=False)
+
     def _release_deferred(self, *, force: bool = False) -> None:
         """Emit held-back events whose key's earlier event was read; ``force``: the latest wins now."""
         deferred, self._deferred = self._deferred, []
@@ -299,12 +301,6 @@ class KubernetesExecutor(BaseExecutor):
                 super().change_state(key, state, info, remove_running)
             else:
                 self.change_state(key, state, info, remove_running)
-
-    def _report_refused(self) -> None:
-        refused, self._refused = self._refused, []
-        for key, reason in refused:
-            self.log.error("task %s failed before a pod was created: %s", key, reason)
-            self.fail(key, reason)
 
     def _create_pods(self) -> None:
         now = time.monotonic()

@@ -22,7 +22,6 @@ from crossdock.configuration import conf
 from crossdock.executors.base_executor import REVOKED_REASON, BaseExecutor, CommandType
 from crossdock.executors.task_event import TaskEvent
 from crossdock.models.taskinstancekey import TaskInstanceKey
-from crossdock.runner.command import InvalidCommandError, validate_task_command
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS
 from crossdock.runner.task_log import task_log_path
 from crossdock.runner.zygote import STOP_TIMEOUT_SECONDS, ZygoteHandle, start_zygote
@@ -50,6 +49,7 @@ class LocalExecutor(BaseExecutor):
     """
 
     is_local = True
+    supports_pickling = False
     is_single_threaded = False
     is_production = False
     supports_ad_hoc_ti_run = True
@@ -65,8 +65,6 @@ class LocalExecutor(BaseExecutor):
         self._zygote: ZygoteHandle | None = None
         #: Keys handed to the zygote and not finished yet → pid (None until "started").
         self._in_flight: dict[TaskInstanceKey, int | None] = {}
-        #: Commands refused by execute_async, failed at the next sync.
-        self._refused: list[tuple[TaskInstanceKey, str]] = []
         #: Keys already failed by revoke_task whose "finished" message is still to come.
         self._revoked: set[TaskInstanceKey] = set()
         #: Commands for keys whose previous (revoked) process is still being stopped; sent
@@ -96,7 +94,6 @@ class LocalExecutor(BaseExecutor):
         while self._in_flight and self._zygote is not None:
             self.wait_for_events(1.0)
             self._drain(restart=False)
-        self._report_refused()
         self._stop_zygote()
         self._kill_orphans(final=True)
 
@@ -126,7 +123,6 @@ class LocalExecutor(BaseExecutor):
         for key in self._deferred:
             self.fail(key, TERMINATED_REASON)
         self._deferred.clear()
-        self._report_refused()
         self._kill_orphans(final=True)
 
     def _stop_zygote(self) -> None:
@@ -151,12 +147,12 @@ class LocalExecutor(BaseExecutor):
     # -- running -----------------------------------------------------------------------
     def execute_async(self, key: TaskInstanceKey, command: CommandType,
                       queue: str | None = None, executor_config: Any | None = None) -> None:
-        """Hand ``command`` to the zygote; a refused command fails at the next sync, unrun."""
-        try:
-            validate_task_command(command)
-        except InvalidCommandError as exc:
-            self.log.error("task %s: %s", key, exc)
-            self._refused.append((key, str(exc)))
+        """Hand ``command`` to the zygote; a command the policy refuses fails at once, unrun.
+
+        The zygote forks the task runner, so it runs task commands only: another command
+        (allowed with ``[core] task_commands_only`` off) fails there, with the refusal.
+        """
+        if self.refuse_command(key, command):
             return
         if key in self._in_flight:
             self._deferred[key] = list(command)
@@ -175,14 +171,8 @@ class LocalExecutor(BaseExecutor):
 
     def sync(self) -> None:
         """Turn what the zygote reported into events; never blocks."""
-        self._report_refused()
         self._drain(restart=True)
         self._kill_orphans()
-
-    def _report_refused(self) -> None:
-        refused, self._refused = self._refused, []
-        for key, reason in refused:
-            self.fail(key, reason)
 
     def _drain(self, *, restart: bool) -> bool:
         """Read every waiting message; False if the zygote turned out to be dead."""
@@ -278,8 +268,6 @@ class LocalExecutor(BaseExecutor):
 
     def wait_for_events(self, timeout: float) -> None:
         """Sleep until the zygote reports something or ``timeout`` seconds pass."""
-        if self._refused:
-            return
         if self._zygote is None:
             time.sleep(max(0.0, timeout))
             return
