@@ -5,8 +5,8 @@ The executor lives inside the scheduler process. The scheduler hands it task ins
 what happened back: as typed :class:`~crossdock.executors.task_event.TaskEvent` objects
 with :meth:`BaseExecutor.pop_task_events`, or as Airflow's ``(state, info)`` pairs with
 ``get_event_buffer()`` (both pop the same buffer). Subclasses implement ``execute_async``
-(start one command) and ``sync`` (learn what finished); everything else has a working
-default here.
+(start one command, after :meth:`BaseExecutor.refuse_command` applied the one command
+policy) and ``sync`` (learn what finished); everything else has a working default here.
 """
 
 from __future__ import annotations
