@@ -96,8 +96,11 @@ def test_command_is_a_crossdock_task_command_with_the_dag_file(dags_folder):
     run_scheduler(executor)
     (key,) = executor.started
     command, queue = executor.commands[key]
+    with create_session() as session:
+        logical_date = session.scalars(select(DagRun.logical_date).where(DagRun.dag_id == "one")).one()
+    # The run's logical date travels with the command: the runner no longer guesses it from the run id.
     assert command == ["crossdock", "tasks", "run", "one", "only", "r1", "--try-number", "1",
-                       "--subdir", "DAGS_FOLDER/one.py"]
+                       "--subdir", "DAGS_FOLDER/one.py", "--logical-date", logical_date.isoformat()]
     assert queue == "special"
 
 

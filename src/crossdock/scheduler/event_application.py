@@ -12,38 +12,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from typing import Any, NamedTuple
-
+from crossdock.executors.task_event import TaskEvent
 from crossdock.models.base import utcnow
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.scheduler.task_table import TaskTable
 from crossdock.state import TaskInstanceState as S
 
 log = logging.getLogger("crossdock.scheduler")
-
-
-class TaskEvent(NamedTuple):
-    state: str | None
-    external_id: str | None = None
-    hostname: str | None = None
-    pid: int | None = None
-    reason: str | None = None
-    infrastructure_loss: bool = False
-
-
-def legacy_event(state: str | None, info: Any) -> TaskEvent:
-    from crossdock.executors.infrastructure_loss import is_infrastructure_loss
-
-    if state == S.QUEUED:
-        return TaskEvent(state, external_id=str(info) if info else None)
-    if isinstance(info, dict):
-        return TaskEvent(state, hostname=info.get("hostname"), pid=info.get("pid"),
-                         reason=info.get("reason") or info.get("error"),
-                         infrastructure_loss=is_infrastructure_loss(info))
-    if state == S.RUNNING:
-        return TaskEvent(state, hostname=info if isinstance(info, str) else None)
-    return TaskEvent(state, reason=None if info is None else str(info),
-                     infrastructure_loss=is_infrastructure_loss(info))
 
 
 class EventApplier:

@@ -86,5 +86,5 @@ class TaskQueuer:
                              failure_reason=None, routing_reason=route.reason)
         if not executor.is_local:
             self.sent_outliving_tries = True
-        command = task_run_command(ti.key, subdir=run.dag.subdir)
+        command = task_run_command(ti.key, subdir=run.dag.subdir, logical_date=run.dag_run.logical_date)
         executor.queue_command(ti, command, priority=ti.priority_weight or 1, queue=ti.queue)

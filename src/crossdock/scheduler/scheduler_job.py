@@ -41,7 +41,7 @@ from crossdock.models.base import utcnow
 from crossdock.scheduler import persistence
 from crossdock.scheduler.active_run import ActiveRun
 from crossdock.scheduler.dag_parsing import DagFolderParser
-from crossdock.scheduler.event_application import EventApplier, legacy_event
+from crossdock.scheduler.event_application import EventApplier
 from crossdock.scheduler.leadership import LeadershipLost, SchedulerLease
 from crossdock.scheduler.limits import SlotLimits
 from crossdock.scheduler.queueing import TaskQueuer
@@ -319,12 +319,12 @@ class SchedulerJob:
         changed = 0
         for executor in self.executors:
             try:
-                events = executor.get_event_buffer()
+                events = executor.pop_task_events()
             except Exception:  # noqa: BLE001
-                log.exception("could not read the event buffer of %s", executor)
+                log.exception("could not read the events of %s", executor)
                 continue
-            for key, (state, info) in events.items():
-                changed += self.events.apply(key, legacy_event(state, info))
+            for key, event in events.items():
+                changed += self.events.apply(key, event)
         return changed
 
     def _adopt_or_reset_orphans(self) -> int:
