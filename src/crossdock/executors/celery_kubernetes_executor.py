@@ -33,14 +33,8 @@ KUBERNETES = "KubernetesExecutor"
 class CeleryKubernetesExecutor(BaseExecutor):
     """Routes each task to a CeleryExecutor or a KubernetesExecutor by its queue."""
 
+    # The other capability flags (pickling, sentry, local, production, logs) are the base's.
     supports_ad_hoc_ti_run: bool = True
-    supports_pickling: bool = True
-    supports_sentry: bool = False
-    is_local: bool = False
-    is_single_threaded: bool = False
-    is_production: bool = True
-    serve_logs: bool = False
-    callback_sink = None
 
     def __init__(self, celery_executor: "CeleryExecutor | None" = None,
                  kubernetes_executor: "KubernetesExecutor | None" = None):
@@ -129,21 +123,21 @@ class CeleryKubernetesExecutor(BaseExecutor):
         return self.celery_executor.slots_occupied + self.kubernetes_executor.slots_occupied
 
     # -- lifecycle (Celery first) ---------------------------------------------------------
-    def start(self) -> None:
+    def _each_child(self, method: str) -> None:
         for child in self._children():
-            child.start()
+            getattr(child, method)()
+
+    def start(self) -> None:
+        self._each_child("start")
 
     def heartbeat(self) -> None:
-        for child in self._children():
-            child.heartbeat()
+        self._each_child("heartbeat")
 
     def end(self) -> None:
-        for child in self._children():
-            child.end()
+        self._each_child("end")
 
     def terminate(self) -> None:
-        for child in self._children():
-            child.terminate()
+        self._each_child("terminate")
 
     def debug_dump(self) -> None:
         self.log.info("Dumping CeleryExecutor state")
@@ -209,11 +203,6 @@ class CeleryKubernetesExecutor(BaseExecutor):
 
     def get_task_log(self, ti: "TaskInstance", try_number: int) -> tuple[list[str], list[str]]:
         return self._router(ti).get_task_log(ti, try_number)
-
-    def send_callback(self, request: Any) -> None:
-        if not self.callback_sink:
-            raise ValueError("Callback sink is not ready.")
-        self.callback_sink.send(request)
 
     @staticmethod
     def get_cli_commands() -> list:
