@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-from crossdock.configuration import conf
 from crossdock.executors.celery_kubernetes_executor import CeleryKubernetesExecutor
 from crossdock.executors.routing import ExecutorRouter, RoutingRule
 from crossdock.scheduler.scheduler_job import SchedulerJob
@@ -12,39 +9,8 @@ from crossdock.scheduler.scheduler_job import SchedulerJob
 from scheduler_support import ScriptedExecutor, write_dag
 from test_scheduler import MAX_LOOPS, dags_folder, parse, run_states, runs_done, trigger  # noqa: F401
 
-
-def _named(executor, name):
-    executor.name = name
-    return executor
-
-
-def test_each_task_records_the_rule_the_name_or_the_default_that_routed_it(dags_folder, monkeypatch, capsys):
-    monkeypatch.setenv("CROSSDOCK__CORE__EXECUTOR", "LocalExecutor,Other:crossdock.executors.local_executor.LocalExecutor")
-    monkeypatch.setenv("CROSSDOCK__EXECUTOR_ROUTING__RULES", "gpu-*=Other")
-    conf.reload()
-    write_dag(dags_folder, "mixed", """
-        with DAG("mixed") as dag:
-            BashOperator(task_id="plain", bash_command="true")
-            BashOperator(task_id="named", bash_command="true", executor="Other")
-            BashOperator(task_id="gpu", bash_command="true", queue="gpu-large")
-    """)
-    parse(dags_folder)
-    trigger("mixed")
-    job = SchedulerJob(executors=[_named(ScriptedExecutor(), "LocalExecutor"), _named(ScriptedExecutor(), "Other")],
-                       parse_dags=False)
-    job.run(stop_when=runs_done, max_loops=MAX_LOOPS)
-    _state, tis = run_states("mixed")
-    assert tis["plain"].routing_reason == "queue 'default': no [executor_routing] rule matched, the default executor"
-    assert tis["named"].routing_reason == "executor='Other' on the task"
-    assert tis["gpu"].routing_reason == "queue 'gpu-large' matched [executor_routing] rule 'gpu-*' = Other"
-
-    from crossdock.cli.main import main
-
-    capsys.readouterr()
-    assert main(["tasks", "states-for-dag-run", "mixed", "r1", "-o", "json"]) == 0
-    rows = {row["task_id"]: row for row in json.loads(capsys.readouterr().out)}
-    assert rows["gpu"]["executor"] == "Other"
-    assert rows["gpu"]["routing_reason"] == tis["gpu"].routing_reason
+# The reasons recorded for a rule, a task's executor= and the default: test_scheduler.py,
+# test_several_executors_per_task_executor_and_routing_rules.
 
 
 def _hybrid():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -380,7 +381,7 @@ def test_job_row_heartbeats_and_closes(dags_folder):
     assert executor.ended and executor.job_id == job.job_id
 
 
-def test_several_executors_per_task_executor_and_routing_rules(dags_folder, monkeypatch):
+def test_several_executors_per_task_executor_and_routing_rules(dags_folder, monkeypatch, capsys):
     monkeypatch.setenv("CROSSDOCK__CORE__EXECUTOR", "LocalExecutor,Other:crossdock.executors.local_executor.LocalExecutor")
     monkeypatch.setenv("CROSSDOCK__EXECUTOR_ROUTING__RULES", "gpu-*=Other")
     conf.reload()
@@ -407,6 +408,15 @@ def test_several_executors_per_task_executor_and_routing_rules(dags_folder, monk
     state, tis = run_states("mixed")
     assert state == "success"
     assert {t: ti.executor for t, ti in tis.items()} == {"plain": "LocalExecutor", "named": "Other", "gpu": "Other"}
+    assert tis["plain"].routing_reason == "queue 'default': no [executor_routing] rule matched, the default executor"
+    assert tis["named"].routing_reason == "executor='Other' on the task"
+    assert tis["gpu"].routing_reason == "queue 'gpu-large' matched [executor_routing] rule 'gpu-*' = Other"
+    from crossdock.cli.main import main
+
+    capsys.readouterr()
+    assert main(["tasks", "states-for-dag-run", "mixed", "r1", "-o", "json"]) == 0
+    rows = {row["task_id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert (rows["gpu"]["executor"], rows["gpu"]["routing_reason"]) == ("Other", tis["gpu"].routing_reason)
 
 
 def test_routing_rule_naming_an_unconfigured_executor_fails_at_start(dags_folder, monkeypatch):
