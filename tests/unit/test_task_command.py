@@ -29,8 +29,8 @@ def test_what_is_built_parses_back_to_the_same_try(key, subdir, logical_date):
     assert parsed.key == key
     assert parsed.subdir == subdir
     assert parsed.logical_date == (DATE if logical_date else None)
-    assert parsed == TaskCommand(key.dag_id, key.task_id, key.run_id, key.try_number, key.map_index, subdir,
-                                 parsed.logical_date)
+    assert parsed == TaskCommand(key, subdir, parsed.logical_date)
+    assert (parsed.dag_id, parsed.task_id, parsed.run_id, parsed.try_number, parsed.map_index) == key
 
 
 def test_a_command_without_the_logical_date_is_unchanged_from_before_the_option():

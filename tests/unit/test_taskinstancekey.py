@@ -25,3 +25,13 @@ def test_key_survives_a_json_round_trip():
 
     key = TaskInstanceKey("d", "t", "r", 3, 5)
     assert TaskInstanceKey(*json.loads(json.dumps(key))) == key
+
+
+def test_a_try_record_reads_its_ids_from_its_key_only():
+    from crossdock.runner.context import RuntimeTaskInstance
+
+    key = TaskInstanceKey("d", "t", "r", 3, 2)
+    ti = RuntimeTaskInstance(key, hostname="h")
+    assert (ti.dag_id, ti.task_id, ti.run_id, ti.try_number, ti.map_index) == ("d", "t", "r", 3, 2)
+    assert ti.key is key
+    assert not {"dag_id", "task_id", "run_id", "try_number", "map_index"} & set(vars(ti))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 
@@ -32,3 +33,20 @@ class TaskInstanceKey(NamedTuple):
     def with_try_number(self, try_number: int) -> "TaskInstanceKey":
         """The same task instance at another try."""
         return self._replace(try_number=try_number)
+
+
+class NamedByKey:
+    """``dag_id``, ``task_id``, ``run_id``, ``try_number`` and ``map_index`` read from ``self.key``.
+
+    For the records that describe one try — a parsed task command, the ``ti`` a running
+    task sees — so the five ids are kept once, in the key, instead of as fields each
+    record repeats and converts back and forth.
+    """
+
+    __slots__ = ()
+    key: TaskInstanceKey
+
+
+for _field in TaskInstanceKey._fields:
+    setattr(NamedByKey, _field, property(operator.attrgetter(f"key.{_field}"), doc=f"``key.{_field}``"))
+del _field

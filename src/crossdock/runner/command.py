@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from crossdock.exceptions import UserFacingError
-from crossdock.models.taskinstancekey import TaskInstanceKey
+from crossdock.models.taskinstancekey import NamedByKey, TaskInstanceKey
 
 TASK_COMMAND_PREFIX = ("crossdock", "tasks", "run")
 
@@ -34,8 +34,8 @@ class UsageError(UserFacingError):
 
 
 @dataclass(frozen=True)
-class TaskCommand:
-    """One try as a task command names it.
+class TaskCommand(NamedByKey):
+    """One try as a task command names it; its ids are the key's (``command.dag_id`` …).
 
     :param subdir: the DAG file or folder (``DAGS_FOLDER/...`` inside the DAGs folder);
         None for the whole DAGs folder.
@@ -43,17 +43,9 @@ class TaskCommand:
         it does not (a command built before ``--logical-date`` existed, or a custom run).
     """
 
-    dag_id: str
-    task_id: str
-    run_id: str
-    try_number: int = 1
-    map_index: int = -1
+    key: TaskInstanceKey
     subdir: str | None = None
     logical_date: datetime | None = None
-
-    @property
-    def key(self) -> TaskInstanceKey:
-        return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index)
 
 
 # -- building --------------------------------------------------------------------------
@@ -102,9 +94,8 @@ def parse_task_run_arguments(argv: Sequence[str], *, allow_help: bool = True) ->
     args = read_arguments(argv, test=False, allow_help=allow_help)
     if args.try_number < 0:
         raise UsageError(f"--try-number must not be negative, got {args.try_number}")
-    return TaskCommand(dag_id=args.dag_id, task_id=args.task_id, run_id=args.run_id,
-                       try_number=args.try_number, map_index=args.map_index, subdir=args.subdir,
-                       logical_date=logical_date_option(args.logical_date))
+    key = TaskInstanceKey(args.dag_id, args.task_id, args.run_id, args.try_number, args.map_index)
+    return TaskCommand(key, subdir=args.subdir, logical_date=logical_date_option(args.logical_date))
 
 
 def logical_date_option(text: str | None) -> datetime | None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from crossdock.configuration import conf
-from crossdock.models.taskinstancekey import TaskInstanceKey
+from crossdock.models.taskinstancekey import NamedByKey, TaskInstanceKey
 from crossdock.runner.command import TaskCommand, parse_logical_date
 
 #: A run id made by crossdock ends in its logical date: ``manual__2024-01-01T00:00:00+00:00``.
@@ -25,21 +25,17 @@ _RUN_ID_DATE = re.compile(r"__(\d{4}-\d{2}-\d{2}T[0-9:.+\-Z]+)$")
 
 
 @dataclass(frozen=True)
-class RuntimeTaskInstance:
-    """The running try as the task sees it (``context["ti"]``): ids, no database row."""
+class RuntimeTaskInstance(NamedByKey):
+    """The running try as the task sees it (``context["ti"]``): ids, no database row.
 
-    dag_id: str
-    task_id: str
-    run_id: str
-    try_number: int
-    map_index: int = -1
+    ``ti.dag_id``, ``ti.task_id``, ``ti.run_id``, ``ti.try_number`` and ``ti.map_index``
+    are the key's, as on Airflow's task instance.
+    """
+
+    key: TaskInstanceKey
     logical_date: datetime | None = None
     hostname: str = ""
     pid: int = field(default_factory=os.getpid)
-
-    @property
-    def key(self) -> TaskInstanceKey:
-        return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index)
 
 
 def task_hostname() -> str:

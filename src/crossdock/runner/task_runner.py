@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from crossdock.configuration import ConfigError, conf
+from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import (
     TaskCommand,
     UsageError,
@@ -70,9 +71,9 @@ def _parse(argv: Sequence[str], *, test: bool) -> TaskCommand:
         return replace(task_try, logical_date=logical_date_of(task_try))
     args = read_arguments(argv, test=True)
     logical_date = logical_date_option(args.logical_date) or datetime.now(timezone.utc).replace(microsecond=0)
-    return TaskCommand(dag_id=args.dag_id, task_id=args.task_id, try_number=1, map_index=args.map_index,
-                       run_id=f"{TEST_RUN_ID_PREFIX}{logical_date.isoformat()}", subdir=args.subdir,
-                       logical_date=logical_date)
+    key = TaskInstanceKey(args.dag_id, args.task_id, f"{TEST_RUN_ID_PREFIX}{logical_date.isoformat()}",
+                          1, args.map_index)
+    return TaskCommand(key, subdir=args.subdir, logical_date=logical_date)
 
 
 # -- reasons ---------------------------------------------------------------------------
@@ -157,9 +158,7 @@ def _execute(task_try: TaskCommand, *, hostname: str) -> Outcome:
     except TaskInterrupted as exc:
         return Outcome(EXIT_TASK_FAILED, exc.reason)
 
-    ti = RuntimeTaskInstance(dag_id=task_try.dag_id, task_id=task_try.task_id, run_id=task_try.run_id,
-                             try_number=task_try.try_number, map_index=task_try.map_index,
-                             logical_date=task_try.logical_date, hostname=hostname)
+    ti = RuntimeTaskInstance(task_try.key, logical_date=task_try.logical_date, hostname=hostname)
     task_started = boot_clock()
     try:
         limit = timeout_seconds(getattr(task, "execution_timeout", None))
