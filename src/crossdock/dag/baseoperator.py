@@ -83,7 +83,14 @@ class BaseOperator:
     :param executor: name of the executor to use instead of the queue-based choice.
     :param trigger_rule: when the task may run given its upstream states.
     :param doc: free text describing the task.
+
+    ``template_fields`` names the attributes rendered with Jinja in the try, just before
+    :meth:`execute`; a string in one of them that ends with one of ``template_ext`` is
+    the name of a template file, whose content is rendered instead.
     """
+
+    template_fields: Sequence[str] = ()
+    template_ext: Sequence[str] = ()
 
     def __init__(
         self,

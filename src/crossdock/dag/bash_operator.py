@@ -52,7 +52,13 @@ class BashOperator(BaseOperator):
     :param env: environment variables for the command.
     :param append_env: add ``env`` to the worker's environment (True) or use ``env`` alone.
     :param cwd: working directory; default a fresh process's current directory.
+
+    ``bash_command``, ``env`` (its values) and ``cwd`` are templates; a ``bash_command``
+    ending in ``.sh`` or ``.bash`` names a script file whose content is rendered.
     """
+
+    template_fields = ("bash_command", "env", "cwd")
+    template_ext = (".sh", ".bash")
 
     def __init__(self, task_id: str, bash_command: str | None = None, *,
                  env: Mapping[str, str] | None = None, append_env: bool = True,

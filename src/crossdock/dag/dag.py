@@ -115,6 +115,12 @@ class DAG:
     :param description: one line shown beside the DAG.
     :param params: a dict handed to every task as ``context["params"]``.
     :param schedule_interval: the name Airflow used for ``schedule``; give one or the other.
+    :param template_searchpath: folders (after the DAG file's own) where template files
+        are looked up; a relative folder is relative to the DAG file's.
+    :param user_defined_macros: names added to what templates see.
+    :param user_defined_filters: Jinja filters added to the templates' environment.
+    :param render_template_as_native_obj: render templates to Python objects (a list,
+        a dict, a number) instead of strings.
     """
 
     def __init__(
@@ -131,6 +137,10 @@ class DAG:
         description: str | None = None,
         params: dict[str, Any] | None = None,
         schedule_interval: Schedule = _NOTSET,
+        template_searchpath: str | Iterable[str] | None = None,
+        user_defined_macros: dict[str, Any] | None = None,
+        user_defined_filters: dict[str, Any] | None = None,
+        render_template_as_native_obj: bool = False,
     ):
         self.dag_id: str = check_id(dag_id, kind="dag_id")
         if schedule is not _NOTSET and schedule_interval is not _NOTSET:
@@ -168,6 +178,18 @@ class DAG:
             raise DagDefinitionError(f"DAG {dag_id!r}: description must be a string")
         self.description: str | None = description
         self.params: dict[str, Any] = dict(params or {})
+        if isinstance(template_searchpath, str):
+            template_searchpath = [template_searchpath]
+        self.template_searchpath: list[str] = list(template_searchpath or ())
+        if not all(isinstance(folder, str) for folder in self.template_searchpath):
+            raise DagDefinitionError(f"DAG {dag_id!r}: template_searchpath must be folder names")
+        for name, value in (("user_defined_macros", user_defined_macros),
+                            ("user_defined_filters", user_defined_filters)):
+            if value is not None and not isinstance(value, dict):
+                raise DagDefinitionError(f"DAG {dag_id!r}: {name} must be a dict, not {type(value).__name__}")
+        self.user_defined_macros: dict[str, Any] = dict(user_defined_macros or {})
+        self.user_defined_filters: dict[str, Any] = dict(user_defined_filters or {})
+        self.render_template_as_native_obj: bool = bool(render_template_as_native_obj)
 
         self.fileloc: str | None = _caller_file()
         self._tasks: dict[str, BaseOperator] = {}

@@ -43,21 +43,29 @@ class PythonOperator(BaseOperator):
     :param python_callable: the function to call; its return value is logged.
     :param op_args: positional arguments for it.
     :param op_kwargs: keyword arguments for it.
+    :param templates_dict: values rendered as templates and handed to the callable as
+        ``templates_dict`` (``op_args`` and ``op_kwargs`` are rendered too).
     """
+
+    template_fields = ("templates_dict", "op_args", "op_kwargs")
 
     def __init__(self, task_id: str, python_callable: Callable[..., Any] | None = None, *,
                  op_args: Sequence[Any] | None = None, op_kwargs: Mapping[str, Any] | None = None,
-                 **kwargs: Any):
+                 templates_dict: Mapping[str, Any] | None = None, **kwargs: Any):
         super().__init__(task_id, **kwargs)
         if not callable(python_callable):
             raise self._definition_error(f"python_callable must be callable, not {python_callable!r}")
         if op_kwargs is not None and not isinstance(op_kwargs, Mapping):
             raise self._definition_error("op_kwargs must be a dict")
+        if templates_dict is not None and not isinstance(templates_dict, Mapping):
+            raise self._definition_error("templates_dict must be a dict")
         self.python_callable = python_callable
         self.op_args: list[Any] = list(op_args or ())
         self.op_kwargs: dict[str, Any] = dict(op_kwargs or {})
+        self.templates_dict: dict[str, Any] | None = dict(templates_dict) if templates_dict is not None else None
 
     def execute(self, context: dict[str, Any]) -> Any:
+        context = {**context, "templates_dict": self.templates_dict}
         extra = context_arguments(self.python_callable, context,
                                   op_args=self.op_args, op_kwargs=self.op_kwargs)
         result = self.python_callable(*self.op_args, **self.op_kwargs, **extra)

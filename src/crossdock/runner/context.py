@@ -18,6 +18,7 @@ from typing import Any
 
 from crossdock.configuration import conf
 from crossdock.models.taskinstancekey import NamedByKey, TaskInstanceKey
+from crossdock.runner import macros
 from crossdock.runner.command import TaskCommand, parse_logical_date
 
 #: A run id made by crossdock ends in its logical date: ``manual__2024-01-01T00:00:00+00:00``.
@@ -59,8 +60,15 @@ def logical_date_of(command: TaskCommand) -> datetime | None:
     return command.logical_date or logical_date_from_run_id(command.run_id)
 
 
-def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance) -> dict[str, Any]:
-    """The context dict; key names are Airflow's so existing callables keep working."""
+def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bool = False) -> dict[str, Any]:
+    """The context dict; key names and values are Airflow's so existing callables and templates work.
+
+    Nothing here reads a database, so there is no previous run to look at: the data
+    interval is the logical date itself (``data_interval_start == data_interval_end ==
+    logical_date``), where Airflow would ask the timetable. The date keys (``ds``,
+    ``ts``, ``task_instance_key_str`` ...) are present only when the try knows its
+    logical date; a template that uses one without it fails naming the key.
+    """
     params: dict[str, Any] = {}
     for owner in (dag, task):
         values = getattr(owner, "params", None)
@@ -75,10 +83,28 @@ def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance) -> dict[str, 
         "try_number": ti.try_number,
         "map_index": ti.map_index,
         "logical_date": ti.logical_date,
+        "execution_date": ti.logical_date,
+        "data_interval_start": ti.logical_date,
+        "data_interval_end": ti.logical_date,
         "params": params,
         "ti": ti,
+        "task_instance": ti,
+        "macros": macros,
+        "inlets": [],
+        "outlets": [],
+        "test_mode": test_mode,
+        "conf": conf,
     }
     if ti.logical_date is not None:
-        context["ds"] = ti.logical_date.date().isoformat()
-        context["ts"] = ti.logical_date.isoformat()
+        context.update(date_keys(ti.logical_date))
+        context["task_instance_key_str"] = f"{ti.dag_id}__{ti.task_id}__{context['ds_nodash']}"
     return context
+
+
+def date_keys(logical_date: datetime) -> dict[str, str]:
+    """``ds``, ``ds_nodash``, ``ts``, ``ts_nodash`` and ``ts_nodash_with_tz`` of a logical date."""
+    ds = logical_date.date().isoformat()
+    ts = logical_date.isoformat()
+    return {"ds": ds, "ds_nodash": ds.replace("-", ""), "ts": ts,
+            "ts_nodash": logical_date.strftime("%Y%m%dT%H%M%S"),
+            "ts_nodash_with_tz": ts.replace("-", "").replace(":", "")}

@@ -149,7 +149,7 @@ def _resolve(task_try: TaskCommand) -> tuple[Any, Any]:
     return dag, task
 
 
-def _execute(task_try: TaskCommand, *, hostname: str) -> Outcome:
+def _execute(task_try: TaskCommand, *, hostname: str, test_mode: bool = False) -> Outcome:
     """Load and run the task; never raises. Output goes wherever fds 1/2 point now."""
     try:
         dag, task = _resolve(task_try)
@@ -162,7 +162,10 @@ def _execute(task_try: TaskCommand, *, hostname: str) -> Outcome:
     task_started = boot_clock()
     try:
         limit = timeout_seconds(getattr(task, "execution_timeout", None))
-        context = build_context(dag=dag, task=task, ti=ti)
+        context = build_context(dag=dag, task=task, ti=ti, test_mode=test_mode)
+        from crossdock.runner.templating import render_template_fields  # needs crossdock.dag, loaded by now
+
+        render_template_fields(task, context)  # a failure to render is the try's failure
         with execution_timeout(limit):
             task.execute(context)
     except TaskInterrupted as exc:
@@ -218,7 +221,7 @@ def _run(task_try: TaskCommand, *, mode: str) -> int:
         with terminate_raises():
             try:
                 _header(task_try, hostname=hostname, log_path=log_path)
-                outcome = _execute(task_try, hostname=hostname)
+                outcome = _execute(task_try, hostname=hostname, test_mode=mode == "console")
             except TaskInterrupted as exc:  # a signal between the task's end and here
                 outcome = Outcome(EXIT_TASK_FAILED, exc.reason)
             elapsed = time.monotonic() - started
