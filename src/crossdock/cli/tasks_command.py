@@ -1,4 +1,4 @@
-"""``crossdock tasks ...``: run one try, test a task, list tasks, states and logs."""
+"""``crossdock tasks ...``: run one try, test or render a task, list tasks, states and logs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from sqlalchemy import select
 from crossdock.cli.errors import CliError
 from crossdock.cli.output import print_rows
 from crossdock.database import create_session, ensure_migrated
+from crossdock.exceptions import UserFacingError
 from crossdock.models import DagRun, SerializedDagModel, TaskInstance
 
 STATE_COLUMNS = ["task_id", "state", "queue", "executor", "try_number", "duration", "hostname",
@@ -24,6 +25,36 @@ def test(args) -> int:
 
     argv = [args.dag_id, args.task_id] + (["--subdir", args.subdir] if args.subdir else [])
     return run_task_test(argv)
+
+
+def render(args) -> int:
+    """Print each template field of a task as the try would render it for one logical date.
+
+    Nothing runs and no database is opened: the DAG file is loaded as ``tasks test``
+    loads it, and the date defaults to now.
+    """
+    from datetime import datetime, timezone
+
+    from crossdock.dag.loader import get_dag
+    from crossdock.models.taskinstancekey import TaskInstanceKey
+    from crossdock.runner.command import logical_date_option
+    from crossdock.runner.context import RuntimeTaskInstance, build_context
+    from crossdock.runner.task_runner import TEST_RUN_ID_PREFIX
+    from crossdock.runner.templating import render_template_fields, template_field_values
+
+    logical_date = logical_date_option(args.logical_date) or datetime.now(timezone.utc).replace(microsecond=0)
+    task = get_dag(args.dag_id, subdir=args.subdir).get_task(args.task_id)
+    key = TaskInstanceKey(args.dag_id, args.task_id, f"{TEST_RUN_ID_PREFIX}{logical_date.isoformat()}", 1, -1)
+    ti = RuntimeTaskInstance(key, logical_date=logical_date)
+    try:
+        render_template_fields(task, build_context(dag=task.dag, task=task, ti=ti, test_mode=True))
+    except UserFacingError:
+        raise
+    except Exception as exc:  # a macro or filter of the DAG's own raised: still one line
+        raise CliError(f"cannot render task {args.task_id!r}: {type(exc).__name__}: {exc}") from exc
+    for name, value in template_field_values(task):
+        print(f"# {name}\n{value}")
+    return 0
 
 
 def list_tasks(args) -> int:
