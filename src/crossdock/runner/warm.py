@@ -25,6 +25,11 @@ PRELOAD_MODULES = (
     "crossdock.dag.decorators",
     "crossdock.dag.schedule",
     "croniter",
+    # Templates: a try whose fields hold {{ ... }} renders them; imported here once, the
+    # jinja2 import costs each such forked try nothing.
+    "crossdock.runner.templating",
+    "crossdock.runner.macros",
+    "jinja2.sandbox",
 )
 
 
