@@ -61,7 +61,8 @@ def build_engine(url: str) -> Engine:
         kwargs["pool_size"] = conf.getint("database", "sql_alchemy_pool_size")
         kwargs["pool_pre_ping"] = True
         if parsed.get_backend_name() == "postgresql":
-            kwargs["connect_args"] = {"connect_timeout": conf.getint("database", "connect_timeout")}
+            kwargs["connect_args"] = {"connect_timeout": conf.getint("database", "connect_timeout"),
+                                      "options": f"-c idle_in_transaction_session_timeout={_stalled_tx_ms()}"}
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:
@@ -69,6 +70,19 @@ def build_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _stalled_tx_ms() -> int:
+    """How long PostgreSQL lets a session sit idle inside a transaction before ending it.
+
+    The active scheduler renews its lease as the first statement of every transaction it
+    writes in, so the lease row stays locked until that transaction ends. A scheduler
+    paused (or cut off) in the middle of one would hold the row, and with it every
+    standby's takeover, for as long as it stays paused; the server ends such a session
+    after a fifth of ``[scheduler] standby_takeover_seconds`` (at least 1 s), well inside
+    the takeover window. crossdock's own transactions never wait between statements.
+    """
+    return int(1000 * max(1.0, 0.2 * conf.getfloat("scheduler", "standby_takeover_seconds")))
 
 
 def get_engine() -> Engine:
