@@ -86,6 +86,7 @@ class ForkedTask:
         self._kill_group_on_exit = kill_group_on_exit
         self._tail = bytearray()
         self._stderr_open = True
+        self._read_error: OSError | None = None
         self._pidfd = _open_pidfd(pid)
         self._result: ForkResult | None = None
         self._reason_override: str | None = None
@@ -125,7 +126,8 @@ class ForkedTask:
                 return
             except InterruptedError:
                 continue
-            except OSError:
+            except OSError as exc:
+                self._read_error = exc
                 chunk = b""
             if not chunk:
                 self._stderr_open = False
@@ -171,7 +173,8 @@ class ForkedTask:
         else:
             reason = (failure_reason_from_stderr(bytes(self._tail))
                       or _last_line(self.stderr_tail)
-                      or f"task process exited with code {exit_code}")
+                      or f"task process exited with code {exit_code}"
+                      + (f" (its stderr could not be read: {self._read_error})" if self._read_error else ""))
         if self._reason_override:
             reason = f"{self._reason_override}; {reason}"
         return reason
