@@ -123,9 +123,10 @@ def _patiently(attempt):
             return attempt()
         except (DatabaseError, OperationalError) as exc:
             refused = any(sign in str(exc).lower() for sign in _REFUSALS_UNDER_LOAD)
-            if not refused or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause * random.uniform(0.5, 1.5))
+            jittered = pause * random.uniform(0.5, 1.5)
+            if not refused or time.monotonic() + jittered > deadline:
+                raise  # the jittered pause, not the nominal one, decides: patience never overruns
+        time.sleep(jittered)
         pause = min(pause * 2, 2.0)
 
 
