@@ -51,6 +51,9 @@ CORE: dict[str, Option] = {
                                          "A warm process that forks task tries (the LocalExecutor's, a "
                                          "Celery worker's pool process) imports each DAG file once and "
                                          "its forks inherit the loaded DAGs. Off: every try imports it."),
+    "dag_run_conf_overrides_params": Option(True, "bool",
+                                            "A run's conf overrides the DAG's and tasks' params of the "
+                                            "same name in context['params'] (every key of the conf)."),
     "strict_config": Option(False, "bool",
                             "A key or section crossdock does not know (in the file or a CROSSDOCK__ "
                             "variable) stops start-up with an error instead of a logged warning."),
