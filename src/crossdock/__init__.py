@@ -1,6 +1,6 @@
 """crossdock: a small, fast workflow runner with a hybrid Celery + Kubernetes executor.
 
-``from crossdock import DAG, task, BashOperator, PythonOperator`` is the authoring API.
+``from crossdock import DAG, task, BashOperator, PythonOperator, Param`` is the authoring API.
 The names are resolved on first use, so ``import crossdock`` alone (done by every CLI
 call, worker and pod) imports neither the database layer nor Celery.
 """
@@ -21,6 +21,7 @@ _LAZY: dict[str, str] = {
     "TaskFailure": "crossdock.dag.exceptions",
     "DagDefinitionError": "crossdock.dag.exceptions",
     "TriggerRule": "crossdock.dag.trigger_rule",
+    "Param": "crossdock.dag.param",
 }
 
 __all__ = ["__version__", *_LAZY]

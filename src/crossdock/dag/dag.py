@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, time, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
@@ -20,6 +21,7 @@ from crossdock.dag.exceptions import (
     DuplicateTaskIdError,
     TaskNotFound,
 )
+from crossdock.dag.param import ParamsDict
 from crossdock.dag.schedule import Schedule, normalize_schedule
 
 if TYPE_CHECKING:
@@ -113,7 +115,10 @@ class DAG:
         ``[core] max_active_tasks_per_dag``.
     :param tags: labels shown by ``crossdock dags list``.
     :param description: one line shown beside the DAG.
-    :param params: a dict handed to every task as ``context["params"]``.
+    :param params: values handed to every task as ``context["params"]``, each a plain value
+        or a :class:`~crossdock.dag.param.Param` with a JSON Schema; a run's conf overrides
+        them (``[core] dag_run_conf_overrides_params``). ``default_args["params"]`` is
+        merged over them, as in Airflow.
     :param schedule_interval: the name Airflow used for ``schedule``; give one or the other.
     :param template_searchpath: folders (after the DAG file's own) where template files
         are looked up; a relative folder is relative to the DAG file's.
@@ -177,7 +182,11 @@ class DAG:
         if description is not None and not isinstance(description, str):
             raise DagDefinitionError(f"DAG {dag_id!r}: description must be a string")
         self.description: str | None = description
-        self.params: dict[str, Any] = dict(params or {})
+        if params is not None and not isinstance(params, Mapping):
+            raise DagDefinitionError(f"DAG {dag_id!r}: params must be a dict, not {type(params).__name__}")
+        self.params: ParamsDict = ParamsDict(params)
+        if "params" in self.default_args:
+            self.params.update(self.default_args.pop("params") or {})
         if isinstance(template_searchpath, str):
             template_searchpath = [template_searchpath]
         self.template_searchpath: list[str] = list(template_searchpath or ())

@@ -68,6 +68,7 @@ def parse_payload(path: str) -> dict[str, Any]:
     """``{"dags": [...], "error": None | str}`` for one file, parsed in this process."""
     from crossdock.dag.exceptions import DagDefinitionError, DagFileError
     from crossdock.dag.loader import load_dags_from_file
+    from crossdock.dag.param import check_dag_params
     from crossdock.dag.serialization import serialize_dag
 
     try:
@@ -75,6 +76,7 @@ def parse_payload(path: str) -> dict[str, Any]:
         for dag in dags.values():
             check_task_executors(dag)
             check_pod_overrides(dag)
+            check_dag_params(dag)
         return {"dags": [serialize_dag(dag) for dag in dags.values()], "error": None}
     except DagFileError as exc:
         return {"dags": [], "error": exc.message}

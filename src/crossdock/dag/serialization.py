@@ -117,13 +117,34 @@ def serialize_task(task: "BaseOperator", *, priority_weight: int | None = None) 
     }
 
 
+def serialize_params(params: Mapping[str, Any], *, dag_id: str) -> dict[str, dict[str, Any]]:
+    """A DAG's params as stored: name → ``default`` (absent when required), ``description``, ``schema``.
+
+    This is what a trigger validates a run's conf against (see
+    :func:`crossdock.dag.param.validate_run_conf`) without importing the DAG file. A
+    datetime or date default is stored as its ISO string; any other value JSON cannot
+    hold makes the DAG file an import error naming the param.
+    """
+    from crossdock.dag.param import ParamsDict
+
+    return {str(name): _json_safe(param.serialize(), where=f"DAG {dag_id!r}: param {name!r}")
+            for name, param in ParamsDict(params).items()}
+
+
 def serialize_dag(dag: "DAG") -> dict[str, Any]:
-    """The JSON-safe form of ``dag`` (see the module docs for who reads which key)."""
+    """The JSON-safe form of ``dag`` (see the module docs for who reads which key).
+
+    ``params`` is present only when the DAG declares some, so a DAG without any keeps
+    the hash (and stored row) it had before params were serialized.
+    """
     fileloc = dag.fileloc
     if fileloc and not fileloc.startswith("<"):
         fileloc = os.path.abspath(fileloc)
     ordered = dag.topological_sort()
     weights = effective_weights(ordered)
+    optional: dict[str, Any] = {}
+    if getattr(dag, "params", None):
+        optional["params"] = serialize_params(dag.params, dag_id=dag.dag_id)
     return {
         "dag_id": dag.dag_id,
         "fileloc": fileloc,
@@ -137,6 +158,7 @@ def serialize_dag(dag: "DAG") -> dict[str, Any]:
         "description": dag.description,
         "tasks": {task.task_id: serialize_task(task, priority_weight=weights[task.task_id])
                   for task in ordered},
+        **optional,
     }
 
 
@@ -233,6 +255,9 @@ class SerializedDAG:
             self.max_active_tasks: int = data["max_active_tasks"]
             self.tags: list[str] = list(data.get("tags") or ())
             self.description: str | None = data.get("description")
+            #: name → stored Param (see :func:`serialize_params`); a DAG stored before
+            #: params were serialized has none.
+            self.params: dict[str, dict[str, Any]] = dict(data.get("params") or {})
             self.tasks: dict[str, SerializedTask] = {
                 task_id: SerializedTask.from_dict(task_id, task)
                 for task_id, task in data["tasks"].items()}
