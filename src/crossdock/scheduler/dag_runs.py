@@ -22,8 +22,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from crossdock.dag.exceptions import DagNotFound
+from crossdock.dag.param import ParamValidationError, validate_run_conf
 from crossdock.exceptions import UserFacingError
-from crossdock.models import DagModel, DagRun
+from crossdock.models import DagModel, DagRun, SerializedDagModel
 from crossdock.models.base import utcnow
 from crossdock.state import DagRunState
 
@@ -60,12 +61,18 @@ def create_dag_run(session: Session, *, dag_id: str, run_type: str = MANUAL,
                    run_id: str | None = None, logical_date: datetime | None = None,
                    data_interval: tuple[datetime, datetime] | None = None,
                    conf: dict[str, Any] | None = None) -> DagRun:
-    """Add a queued run; the caller commits. Fails clearly on an unknown DAG or a taken run_id."""
+    """Add a queued run; the caller commits. Fails clearly on an unknown DAG or a taken run_id.
+
+    ``conf`` must satisfy the DAG's params (read from its serialized form, not its file):
+    otherwise :class:`~crossdock.dag.param.ParamValidationError` names the param and the
+    rule, and nothing is added.
+    """
     dag = session.get(DagModel, dag_id)
     if dag is None or not dag.is_active:
         known = session.scalars(select(DagModel.dag_id).where(DagModel.is_active.is_(True))).all()
         hint = f"; known DAGs: {', '.join(sorted(known))}" if known else "; no DAGs are parsed yet"
         raise DagNotFoundError(dag_id, f"DAG {dag_id!r} not found{hint}")
+    _check_conf(session, dag_id, conf)
     now = utcnow()
     free_to_move = run_id is None and logical_date is None
     logical_date = logical_date or now
@@ -89,6 +96,16 @@ def create_dag_run(session: Session, *, dag_id: str, run_type: str = MANUAL,
     return run
 
 
+def _check_conf(session: Session, dag_id: str, conf: dict[str, Any] | None) -> None:
+    """Raise :class:`ParamValidationError` unless ``conf`` over the DAG's params validates."""
+    stored = session.get(SerializedDagModel, dag_id)
+    params = (stored.data or {}).get("params") if stored is not None else None
+    try:
+        validate_run_conf(params, conf)
+    except ParamValidationError as exc:
+        raise exc.within(f"no run of DAG {dag_id!r} was created") from None
+
+
 def _transient(exc: DBAPIError) -> bool:
     """A failure a concurrent writer causes and a new transaction can get past."""
     text = str(getattr(exc, "orig", exc)).lower()
@@ -101,7 +118,8 @@ def trigger_dag_run(dag_id: str, *, run_type: str = MANUAL, run_id: str | None =
     """Create a queued run and commit it; its run_id. Nothing is returned unless the run is stored.
 
     Raises :class:`DagNotFoundError`, :class:`DagRunExistsError` (a taken ``run_id`` or
-    logical date the caller chose) or :class:`DagRunCreationError` (the database refused
+    logical date the caller chose), :class:`~crossdock.dag.param.ParamValidationError`
+    (``conf`` breaks one of the DAG's params) or :class:`DagRunCreationError` (the database refused
     the write ``WRITE_ATTEMPTS`` times, with its reason); other database errors propagate.
     A generated run_id that a concurrent trigger committed first (the unique key says so)
     is simply retried: the next attempt sees it and takes the next microsecond.
