@@ -98,8 +98,8 @@ def create_dag_run(session: Session, *, dag_id: str, run_type: str = MANUAL,
 
 def _check_conf(session: Session, dag_id: str, conf: dict[str, Any] | None) -> None:
     """Raise :class:`ParamValidationError` unless ``conf`` over the DAG's params validates."""
-    stored = session.get(SerializedDagModel, dag_id)
-    params = (stored.data or {}).get("params") if stored is not None else None
+    # Only the params key: a big DAG's serialized tasks are not worth reading for this.
+    params = session.scalar(select(SerializedDagModel.data["params"]).where(SerializedDagModel.dag_id == dag_id))
     try:
         validate_run_conf(params, conf)
     except ParamValidationError as exc:
