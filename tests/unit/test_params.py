@@ -143,6 +143,8 @@ def test_resolve_params_merges_dag_then_task_then_every_conf_key():
 def test_resolve_params_ignores_the_conf_when_overrides_are_off():
     dag, task = _dag_and_task({"n": Param(10, type="integer", maximum=20)})
     assert resolve_params(dag, task, {"n": 99, "extra": 1}, conf_overrides=False) == {"n": 10}
+    with pytest.raises(ParamValidationError, match="a run's conf must be a JSON object, not list"):
+        resolve_params(dag, task, ["n"])
 
 
 def test_resolve_params_checks_conf_and_task_values_against_the_dags_schema():
@@ -264,6 +266,17 @@ def test_a_scheduled_dag_with_an_invalid_default_is_an_import_error_naming_the_p
     assert result["error"].startswith(
         "DagDefinitionError: DAG 'sched': param 'number_param': 25 is greater than the maximum of 20; "
         "a DAG with a schedule needs a valid default for every param")
+
+
+def test_a_scheduled_dag_with_valid_defaults_parses(tmp_path):
+    result = _parse(tmp_path, """
+        import datetime
+        with DAG("sched", schedule="@daily", start_date=datetime.datetime(2024, 1, 1),
+                 params={"n": Param(5, type="integer", maximum=20), "who": "world"}) as dag:
+            BashOperator(task_id="t", bash_command="true", params={"n": 6})
+    """)
+    assert result["error"] is None and result["dags"][0]["params"]["n"] == {
+        "default": 5, "schema": {"type": "integer", "maximum": 20}}
 
 
 def test_a_scheduled_dag_with_a_required_param_is_an_import_error(tmp_path):

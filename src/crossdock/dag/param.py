@@ -326,6 +326,15 @@ class ParamsDict(MutableMapping[str, Any]):
 
 
 # -- the three places params are checked ---------------------------------------------
+def _conf_object(conf: Any) -> Mapping[str, Any]:
+    """A run's conf as a mapping (None is an empty one); anything else is refused."""
+    if conf is None:
+        return {}
+    if not isinstance(conf, Mapping):
+        raise ParamValidationError(f"a run's conf must be a JSON object, not {type(conf).__name__} {conf!r}")
+    return conf
+
+
 def validate_run_conf(params_schema: Mapping[str, Mapping[str, Any]] | None,
                       conf: Mapping[str, Any] | None) -> dict[str, Any]:
     """The params a run with ``conf`` would have, checked; raises :class:`ParamValidationError`.
@@ -335,12 +344,8 @@ def validate_run_conf(params_schema: Mapping[str, Mapping[str, Any]] | None,
     ``conf`` goes over the defaults, declared or not, as Airflow's ``create_dagrun``
     does; a declared one must satisfy its schema, and a required param must be in it.
     """
-    if conf is None:
-        conf = {}
-    if not isinstance(conf, Mapping):
-        raise ParamValidationError(f"a run's conf must be a JSON object, not {type(conf).__name__} {conf!r}")
     params = ParamsDict({name: Param.deserialize(entry) for name, entry in (params_schema or {}).items()})
-    params.update(conf)
+    params.update(_conf_object(conf))
     return params.validate()
 
 
@@ -358,10 +363,8 @@ def resolve_params(dag: Any, task: Any, conf: Mapping[str, Any] | None, *,
         declared = getattr(owner, "params", None)
         if declared:
             params.update(ParamsDict(declared))
-    if conf_overrides and conf:
-        if not isinstance(conf, Mapping):
-            raise ParamValidationError(f"a run's conf must be a JSON object, not {type(conf).__name__}")
-        params.update(conf)
+    if conf_overrides:
+        params.update(_conf_object(conf))
     return params.validate()
 
 
