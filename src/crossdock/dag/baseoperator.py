@@ -83,6 +83,7 @@ class BaseOperator:
     :param executor: name of the executor to use instead of the queue-based choice.
     :param trigger_rule: when the task may run given its upstream states.
     :param doc: free text describing the task.
+    :param params: the task's params, over the DAG's (``context["params"]``).
 
     ``template_fields`` names the attributes rendered with Jinja in the try, just before
     :meth:`execute`; a string in one of them that ends with one of ``template_ext`` is
@@ -112,6 +113,7 @@ class BaseOperator:
         executor: str | None = _NOTSET,
         trigger_rule: str = _NOTSET,
         doc: str | None = _NOTSET,
+        params: dict[str, Any] | None = None,
     ):
         dag = dag if dag is not None else get_current_dag()
         if dag is not None and not isinstance(dag, DAG):
@@ -182,6 +184,9 @@ class BaseOperator:
             raise DagDefinitionError(f"{where}: trigger_rule {self.trigger_rule!r} is not one of "
                                      f"{', '.join(sorted(TRIGGER_RULES))}")
         self.doc: str | None = pick("doc", doc, None)
+        if params is not None and not isinstance(params, dict):
+            raise DagDefinitionError(f"{where}: params must be a dict, not {type(params).__name__}")
+        self.params: dict[str, Any] = dict(params or {})
 
         self._dag: DAG | None = None
         self._upstream: dict[str, BaseOperator] = {}
