@@ -51,6 +51,10 @@ CORE: dict[str, Option] = {
                                          "A warm process that forks task tries (the LocalExecutor's, a "
                                          "Celery worker's pool process) imports each DAG file once and "
                                          "its forks inherit the loaded DAGs. Off: every try imports it."),
+    "max_xcom_size": Option(49152, "int",
+                            "Most bytes one XCom value may have as JSON; a try pushing a larger one fails. "
+                            "Values travel through the executors' channels and with downstream task "
+                            "commands, so they are for small results (ids, paths, counts), not data."),
     "dag_run_conf_overrides_params": Option(True, "bool",
                                             "A run's conf overrides the DAG's and tasks' params of the "
                                             "same name in context['params'] (every key of the conf)."),

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from crossdock import DAG, BaseOperator, BashOperator, PythonOperator, task
+from crossdock.dag.xcom_arg import XComArg
 from crossdock.dag import (
     DagCycleError,
     DagDefinitionError,
@@ -272,7 +273,9 @@ def test_task_decorator_creates_python_tasks_and_numbers_reuse():
         h = heavy(1, y=2)
         first >> h
     assert dag.task_ids == ["step", "step__1", "step__2", "heavy"]
-    assert isinstance(second, PythonOperator) and third.python_callable is step.function
+    # A call returns the XComArg of the task's return value (Airflow's TaskFlow API).
+    assert isinstance(second, XComArg) and isinstance(second.operator, PythonOperator)
+    assert third.python_callable is step.function
     assert h.queue == "kubernetes" and h.retries == 2
     assert h.execute({}) == 3
     assert h.upstream_task_ids == {"step"}
@@ -289,8 +292,8 @@ def test_task_decorator_override_sets_the_task_id():
     assert dag.task_ids == ["custom"]
 
 
-def test_passing_a_task_result_to_another_task_is_explained():
-    with DAG("noxcom"):
+def test_passing_a_task_result_links_the_tasks_and_passing_the_task_itself_is_explained():
+    with DAG("taskflow") as dag:
         @task
         def extract():
             return 1
@@ -299,8 +302,10 @@ def test_passing_a_task_result_to_another_task_is_explained():
         def load(value):
             return value
 
-        with pytest.raises(DagDefinitionError, match="no XCom"):
-            load(extract())
+        load(extract())
+        assert dag.get_task("load").upstream_task_ids == {"extract"}
+        with pytest.raises(DagDefinitionError, match=r"pass extract\.output"):
+            load(dag.get_task("extract"))
 
 
 def test_base_operator_execute_must_be_implemented():

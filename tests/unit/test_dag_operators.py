@@ -80,11 +80,19 @@ def test_python_operator_requires_a_callable():
 
 def test_bash_output_reaches_stdout_and_context_is_in_the_environment(capfd):
     op = BashOperator("hello", 'echo "out $CROSSDOCK_CTX_DAG_ID.$CROSSDOCK_CTX_TASK_ID try $CROSSDOCK_CTX_TRY_NUMBER";'
-                      ' echo err >&2', dag=DAG("bash"))
-    op.execute(make_context(op, try_number=3))
+                      ' echo err >&2', dag=DAG("bash"), do_xcom_push=False)
+    assert op.execute(make_context(op, try_number=3)) is None
     captured = capfd.readouterr()
     assert "out bash.hello try 3" in captured.out
     assert "err" in captured.err
+
+
+def test_bash_pushes_its_last_output_line_with_stderr_merged_as_airflow_does(capfd):
+    op = BashOperator("hello", "echo first; echo last >&2", dag=DAG("bash"))
+    assert op.execute(make_context(op)) == "last"
+    assert capfd.readouterr().out == "first\nlast\n"
+    silent = BashOperator("silent", "true", dag=DAG("bash2"))
+    assert silent.execute(make_context(silent)) == ""  # pushed as "" (not None), as in Airflow
 
 
 def test_bash_output_is_copied_when_stdout_is_not_a_real_file(monkeypatch):

@@ -159,7 +159,7 @@ def test_example_dags_parse_and_have_the_documented_shape(tmp_path):
     result = parse_dag_folder(tmp_path, timeout=30, include_examples=True)
     assert result.import_errors == {}
     dags = {dag["dag_id"]: dag for dag in result.dags}
-    assert set(dags) == {"hybrid_execution", "example_bash_python", "example_fan_out"}
+    assert set(dags) == {"hybrid_execution", "example_bash_python", "example_fan_out", "taskflow_values"}
     assert all(os.path.dirname(dag["fileloc"]) == EXAMPLE_DAGS_FOLDER for dag in dags.values())
 
     hybrid = dags["hybrid_execution"]
@@ -178,6 +178,11 @@ def test_example_dags_parse_and_have_the_documented_shape(tmp_path):
 
     fan = dags["example_fan_out"]["tasks"]
     assert len(fan) == 21 and len(fan["join"]["upstream"]) == 20
+
+    # TaskFlow arguments became edges; the pod step is on the kubernetes queue
+    values = dags["taskflow_values"]["tasks"]
+    assert values["transform"]["upstream"] == ["extract"] and values["load"]["upstream"] == ["transform"]
+    assert values["report"]["upstream"] == ["extract"] and values["load"]["queue"] == "kubernetes"
 
 
 def test_file_names_with_spaces_tabs_and_unicode_are_parsed(tmp_path, parse_mode):

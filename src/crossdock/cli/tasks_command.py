@@ -24,6 +24,8 @@ def test(args) -> int:
     from crossdock.runner.task_runner import run_task_test
 
     argv = [args.dag_id, args.task_id] + (["--subdir", args.subdir] if args.subdir else [])
+    if getattr(args, "logical_date", None):
+        argv += ["--logical-date", args.logical_date]
     return run_task_test(argv)
 
 
@@ -89,6 +91,35 @@ def task_state_rows(dag_id: str, run_id: str) -> list[dict]:
 def states_for_dag_run(args) -> int:
     ensure_migrated()
     print_rows(task_state_rows(args.dag_id, args.run_id), columns=STATE_COLUMNS, output=args.output)
+    return 0
+
+
+def xcom(args) -> int:
+    """The values one task instance pushed, by key, as the pulling task gets them (JSON)."""
+    import json
+
+    from crossdock.dag.xcom_values import deserialize_value
+    from crossdock.models import XCom
+
+    ensure_migrated()
+    with create_session() as session:
+        if session.scalar(select(DagRun.id).where(DagRun.dag_id == args.dag_id,
+                                                  DagRun.run_id == args.run_id)) is None:
+            raise CliError(f"DAG {args.dag_id!r} has no run {args.run_id!r}")
+        query = select(XCom.key, XCom.value, XCom.timestamp).where(
+            XCom.dag_id == args.dag_id, XCom.run_id == args.run_id, XCom.task_id == args.task_id,
+            XCom.map_index == args.map_index).order_by(XCom.key)
+        if args.key:
+            query = query.where(XCom.key == args.key)
+        rows = session.execute(query).all()
+    if not rows:
+        which = f"XCom {args.key!r}" if args.key else "XComs"
+        raise CliError(f"task {args.task_id!r} of run {args.run_id!r} of DAG {args.dag_id!r} has no {which}")
+    if args.output == "json":
+        print(json.dumps({row.key: deserialize_value(row.value) for row in rows}, default=str, indent=2))
+        return 0
+    print_rows([{"key": row.key, "value": row.value, "timestamp": row.timestamp} for row in rows],
+               columns=["key", "value", "timestamp"], output=args.output)
     return 0
 
 

@@ -9,6 +9,7 @@ module default below. Only the parameters of :class:`BaseOperator` are taken fro
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any, Sequence, Union
 
@@ -16,6 +17,7 @@ from crossdock.dag.dag import DAG, _NOTSET, check_id, get_current_dag
 from crossdock.dag.exceptions import DagCycleError, DagDefinitionError
 from crossdock.dag.trigger_rule import TRIGGER_RULES, TriggerRule
 from crossdock.dag.weight_rule import WEIGHT_RULES, WeightRule
+from crossdock.dag.xcom_arg import XComArg, xcom_args_in
 
 DEFAULT_POOL = "default_pool"
 DEFAULT_POOL_SLOTS = 1
@@ -53,6 +55,8 @@ def _where(dag_id: str | None, task_id: str) -> str:
 def _flatten(items: object) -> list["BaseOperator"]:
     if isinstance(items, BaseOperator):
         return [items]
+    if isinstance(items, XComArg):
+        return [items.operator]
     if isinstance(items, (list, tuple, set, frozenset)):
         found: list[BaseOperator] = []
         for item in items:
@@ -83,11 +87,15 @@ class BaseOperator:
     :param executor: name of the executor to use instead of the queue-based choice.
     :param trigger_rule: when the task may run given its upstream states.
     :param doc: free text describing the task.
+    :param do_xcom_push: push what :meth:`execute` returns as the ``return_value`` XCom.
+    :param multiple_outputs: also push each key of the dict :meth:`execute` returns.
     :param params: the task's params, over the DAG's (``context["params"]``).
 
     ``template_fields`` names the attributes rendered with Jinja in the try, just before
     :meth:`execute`; a string in one of them that ends with one of ``template_ext`` is
-    the name of a template file, whose content is rendered instead.
+    the name of a template file, whose content is rendered instead. An
+    :class:`~crossdock.dag.xcom_arg.XComArg` set in one makes this task depend on the
+    task that pushes it, as Airflow's operators do.
     """
 
     template_fields: Sequence[str] = ()
@@ -113,6 +121,8 @@ class BaseOperator:
         executor: str | None = _NOTSET,
         trigger_rule: str = _NOTSET,
         doc: str | None = _NOTSET,
+        do_xcom_push: bool = _NOTSET,
+        multiple_outputs: bool = _NOTSET,
         params: dict[str, Any] | None = None,
     ):
         dag = dag if dag is not None else get_current_dag()
@@ -184,6 +194,8 @@ class BaseOperator:
             raise DagDefinitionError(f"{where}: trigger_rule {self.trigger_rule!r} is not one of "
                                      f"{', '.join(sorted(TRIGGER_RULES))}")
         self.doc: str | None = pick("doc", doc, None)
+        self.do_xcom_push: bool = bool(pick("do_xcom_push", do_xcom_push, True))
+        self.multiple_outputs: bool = bool(pick("multiple_outputs", multiple_outputs, False))
         if params is not None and not isinstance(params, dict):
             raise DagDefinitionError(f"{where}: params must be a dict, not {type(params).__name__}")
         self.params: dict[str, Any] = dict(params or {})
@@ -193,7 +205,36 @@ class BaseOperator:
         self._downstream: dict[str, BaseOperator] = {}
         if dag is not None:
             dag.add_task(self)
+        if type(self) is BaseOperator:
+            self._link_template_xcom_args()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap each subclass's ``__init__`` so that, once the outermost one has set every
+        template field, the XComArgs in them link this task to the tasks that push them.
+        (A ``__setattr__`` hook would do it too, at a cost on every attribute of every task.)"""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def init_then_link(self: "BaseOperator", *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            if _outermost_init_class(type(self)) is cls:
+                self._link_template_xcom_args()
+
+        cls.__init__ = init_then_link  # type: ignore[method-assign]
+
+    def _link_template_xcom_args(self) -> None:
+        for name in self.template_fields:
+            for arg in xcom_args_in(self.__dict__.get(name)):
+                if arg.operator is not self:
+                    self.set_upstream(arg.operator)
+
+    @property
+    def output(self) -> XComArg:
+        """The value this task's :meth:`execute` returns, for another task's argument."""
+        return XComArg(self)
     # -- identity ------------------------------------------------------------------
     @property
     def dag(self) -> DAG | None:
@@ -293,6 +334,12 @@ class BaseOperator:
             return self.priority_weight
         relatives = self.get_flat_relatives(upstream=self.weight_rule == WeightRule.UPSTREAM)
         return self.priority_weight + sum(task.priority_weight for task in relatives)
+
+
+@functools.lru_cache(maxsize=None)
+def _outermost_init_class(cls: type) -> type:
+    """The class whose ``__init__`` an instance of ``cls`` runs first."""
+    return next(klass for klass in cls.__mro__ if "__init__" in klass.__dict__)
 
 
 def _dag_name(task: BaseOperator) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from crossdock.dag.baseoperator import BaseOperator
 from crossdock.dag.exceptions import TaskFailure
+from crossdock.dag.xcom_arg import XComArg
 from crossdock.processes import group_alive, signal_group
 
 log = logging.getLogger("crossdock.task")
@@ -48,6 +49,10 @@ def _fileno(stream: Any) -> int | None:
 class BashOperator(BaseOperator):
     """Run ``bash -c bash_command``; a non-zero exit code fails the try.
 
+    With ``do_xcom_push`` (the default, as Airflow's) the command's output (stdout and
+    stderr, merged) is copied into the task log line by line and its last line is the
+    task's ``return_value``.
+
     :param bash_command: the command line.
     :param env: environment variables for the command.
     :param append_env: add ``env`` to the worker's environment (True) or use ``env`` alone.
@@ -64,7 +69,7 @@ class BashOperator(BaseOperator):
                  env: Mapping[str, str] | None = None, append_env: bool = True,
                  cwd: str | None = None, **kwargs: Any):
         super().__init__(task_id, **kwargs)
-        if not isinstance(bash_command, str) or not bash_command.strip():
+        if not isinstance(bash_command, XComArg) and (not isinstance(bash_command, str) or not bash_command.strip()):
             raise self._definition_error(f"bash_command must be a non-empty string, not {bash_command!r}")
         if env is not None and not isinstance(env, Mapping):
             raise self._definition_error("env must be a dict of strings")
@@ -83,11 +88,11 @@ class BashOperator(BaseOperator):
         env.update(_context_env(context))
         return {str(key): str(value) for key, value in env.items()}
 
-    def execute(self, context: dict[str, Any]) -> None:
+    def execute(self, context: dict[str, Any]) -> str | None:
         if self.cwd is not None and not os.path.isdir(self.cwd):
             raise TaskFailure(f"cwd {self.cwd!r} of task {self.task_id!r} is not a directory")
         out, err = _fileno(sys.stdout), _fileno(sys.stderr)
-        piped = out is None or err is None
+        piped = out is None or err is None or self.do_xcom_push
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         import subprocess
@@ -103,13 +108,16 @@ class BashOperator(BaseOperator):
             start_new_session=True,
             text=piped,
         )
+        last_line = ""
         try:
             if piped:
-                # sys.stdout is not a real file (captured by the runner or a test):
-                # copy the output line by line so it still lands in the task log.
+                # The last line is the pushed value, or sys.stdout is not a real file
+                # (captured by a test): copy the output so it still lands in the task log.
                 assert self._process.stdout is not None
                 for line in self._process.stdout:
                     sys.stdout.write(line)
+                    last_line = line
+                sys.stdout.flush()
             code = self._process.wait()
         except BaseException:
             self.on_kill()
@@ -120,6 +128,7 @@ class BashOperator(BaseOperator):
         log.info("Command exited with return code %s", code)
         if code != 0:
             raise TaskFailure(f"bash command exited with code {code}")
+        return last_line.rstrip("\n") if piped else None
 
     def on_kill(self) -> None:
         """Stop the command's whole process group: SIGTERM, then SIGKILL after a grace period."""

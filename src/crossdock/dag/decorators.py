@@ -1,21 +1,26 @@
-"""``@task``: write a task as a plain function.
+"""``@task``: write a task as a plain function (Airflow's TaskFlow API).
 
 Calling the decorated function inside a DAG creates a task that will call it later;
-it does not run the function. The task_id is the function's name, with ``__1``,
-``__2``, ... appended when the same function is used again in one DAG. crossdock has
-no XCom: the call returns the task (for ``>>``), and passing one task's call result
-to another is refused with an error saying so, instead of silently passing an object.
+it does not run the function. The call returns an :class:`~crossdock.dag.xcom_arg.XComArg`
+for the value the function will return: pass it to another ``@task`` call (or index it,
+``result["key"]``) and that task depends on this one and gets the value as its
+argument, or link it like a task (``extract() >> report``). The task_id is the
+function's name, with ``__1``, ``__2``, ... appended when the same function is used
+again in one DAG.
 """
 
 from __future__ import annotations
 
 import functools
+import typing
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from crossdock.dag.baseoperator import BaseOperator
 from crossdock.dag.dag import get_current_dag
 from crossdock.dag.exceptions import DagDefinitionError
 from crossdock.dag.python_operator import PythonOperator
+from crossdock.dag.xcom_arg import XComArg
 
 #: Joins a reused function's name and its use count in generated task ids.
 TASK_ID_SUFFIX = "__"
@@ -28,6 +33,18 @@ def _unique_task_id(base: str, dag: Any) -> str:
     while f"{base}{TASK_ID_SUFFIX}{number}" in dag.task_dict:
         number += 1
     return f"{base}{TASK_ID_SUFFIX}{number}"
+
+
+def returns_mapping(function: Callable[..., Any]) -> bool:
+    """Whether the function is annotated to return a dict (Airflow then sets ``multiple_outputs``)."""
+    if "return" not in getattr(function, "__annotations__", {}):
+        return False
+    try:
+        returned = typing.get_type_hints(function).get("return", Any)
+    except Exception:  # an annotation that does not evaluate says nothing certain
+        return False
+    origin = getattr(returned, "__origin__", returned)
+    return isinstance(origin, type) and issubclass(origin, Mapping)
 
 
 class TaskFunction:
@@ -44,17 +61,21 @@ class TaskFunction:
         """The same function with other operator arguments, e.g. ``f.override(task_id="x")()``."""
         return TaskFunction(self.function, {**self.operator_kwargs, **operator_kwargs})
 
-    def __call__(self, *args: Any, **kwargs: Any) -> PythonOperator:
+    def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         for value in (*args, *kwargs.values()):
             if isinstance(value, BaseOperator):
                 raise DagDefinitionError(
-                    f"@task {self.function.__name__!r} was passed task {value.task_id!r} as an "
-                    f"argument; crossdock does not pass values between tasks (no XCom), "
-                    f"so link them with {value.task_id} >> {self.function.__name__} instead")
+                    f"@task {self.function.__name__!r} was passed task {value.task_id!r} itself as an "
+                    f"argument; pass {value.task_id}.output for the value it returns, or link the "
+                    f"tasks with >> if no value is needed")
         options = dict(self.operator_kwargs)
+        options.setdefault("multiple_outputs", returns_mapping(self.function))
         dag = options.get("dag") or get_current_dag()
         task_id = _unique_task_id(options.pop("task_id", self.function.__name__), dag)
-        return PythonOperator(task_id, self.function, op_args=args, op_kwargs=kwargs, **options)
+        # XComArgs among the arguments link the new task to their tasks (op_args and
+        # op_kwargs are template fields) and are resolved to values in the try.
+        operator = PythonOperator(task_id, self.function, op_args=args, op_kwargs=kwargs, **options)
+        return XComArg(operator)
 
 
 def task(python_callable: Callable[..., Any] | None = None, **operator_kwargs: Any) -> Any:

@@ -94,3 +94,7 @@ class TaskFailure(CrossdockError):
     The runner reports the message as the failure reason of the try; it carries no
     traceback worth showing, unlike an unexpected exception from user code.
     """
+
+
+class XComError(TaskFailure, UserFacingError):
+    """A value could not be pushed or pulled; the message names the task, the key and why."""

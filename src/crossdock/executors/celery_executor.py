@@ -321,8 +321,9 @@ class CeleryExecutor(BaseExecutor):
             # The result names the worker too: a try that started and ended between two
             # syncs was never seen STARTED, and the scheduler still records where it ran.
             meta = task_state.meta if isinstance(task_state.meta, dict) else {}
+            values = meta.get("xcom")
             self.report_event(key, TaskEvent(TaskInstanceState.SUCCESS, hostname=meta.get("hostname"),
-                                             pid=meta.get("pid")))
+                                             pid=meta.get("pid"), result=values if isinstance(values, dict) else None))
         elif state in (states.FAILURE, states.REVOKED):
             self._forget(key)
             self.tasks.pop(key, None)

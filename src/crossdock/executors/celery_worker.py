@@ -95,6 +95,8 @@ def execute_command(task: Any, command: Sequence[str], signature: str | None = N
         outcome_state, outcome = states.SUCCESS, {
             "exit_code": result.exit_code, "duration": round(result.duration, 3), "started_at": started_at,
             "hostname": hostname, "pid": os.getpid()}
+        if getattr(result, "values", None):
+            outcome["xcom"] = result.values  # the try's pushed values ride back in its result
     # The keeper stores the outcome over the claim, retrying while the backend is down:
     # Celery's own write would give up, and finished work would be recorded FAILURE and
     # run again.

@@ -136,7 +136,11 @@ class PodEventHandling:
         """
         log_text = self._save_log(record) if pod_exists else None
         if state == SUCCESS:
-            self.success(record.key)
+            from crossdock.runner.try_values import values_from_output
+
+            # The pod's last log line carries the values its try pushed (the runner writes it).
+            self.report_event(record.key, TaskEvent(TaskInstanceState.SUCCESS,
+                                                    result=values_from_output(log_text)))
         else:
             from crossdock.runner.task_runner import failure_reason_from_stderr
 

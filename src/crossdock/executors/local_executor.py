@@ -202,7 +202,7 @@ class LocalExecutor(BaseExecutor):
                 self.report_event(key, TaskEvent(TaskInstanceState.RUNNING, hostname=hostname, pid=pid,
                                                  info=f"{hostname}:{pid}"))
         elif kind == "finished":
-            _kind, key, exit_code, reason, duration = message
+            _kind, key, exit_code, reason, duration, values = message
             self._in_flight.pop(key, None)
             if key in self._revoked:
                 self._revoked.discard(key)
@@ -211,7 +211,7 @@ class LocalExecutor(BaseExecutor):
                 return
             if exit_code == 0:
                 self.log.debug("task %s succeeded in %.3fs", key, duration)
-                self.success(key)
+                self.report_event(key, TaskEvent(TaskInstanceState.SUCCESS, result=values))
             else:
                 self.log.info("task %s failed (exit code %s): %s", key, exit_code, reason)
                 self.fail(key, reason or f"task process exited with code {exit_code}")

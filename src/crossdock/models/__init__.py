@@ -23,6 +23,7 @@ _LAZY = {
     "DEFAULT_POOL_NAME": "crossdock.models.pool",
     "TaskInstance": "crossdock.models.taskinstance",
     "TaskInstanceKey": "crossdock.models.taskinstancekey",
+    "XCom": "crossdock.models.xcom",
 }
 
 __all__ = [*_LAZY, "load_all"]

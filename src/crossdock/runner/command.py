@@ -41,21 +41,25 @@ class TaskCommand(NamedByKey):
         None for the whole DAGs folder.
     :param logical_date: the run's logical date when the command carries it; None when
         it does not (a command built before ``--logical-date`` existed, or a custom run).
+    :param inputs: the ``--inputs`` word (the run's conf and the values the try may pull,
+        see :mod:`crossdock.runner.try_inputs`), still encoded; None when there is none.
     """
 
     key: TaskInstanceKey
     subdir: str | None = None
     logical_date: datetime | None = None
+    inputs: str | None = None
 
 
 # -- building --------------------------------------------------------------------------
 def task_run_command(key: TaskInstanceKey, *, subdir: str | None = None,
-                     logical_date: datetime | str | None = None) -> list[str]:
+                     logical_date: datetime | str | None = None, inputs: str | None = None) -> list[str]:
     """The argv that runs one try of one task instance.
 
     :param subdir: the DAG file, preferably as ``DAGS_FOLDER/relative/path.py``.
     :param logical_date: the run's logical date; the runner then need not work it out
         from the run id (which a custom run id does not carry).
+    :param inputs: the encoded handover of :mod:`crossdock.runner.try_inputs`.
     """
     command = [*TASK_COMMAND_PREFIX, key.dag_id, key.task_id, key.run_id,
                "--try-number", str(key.try_number)]
@@ -66,6 +70,8 @@ def task_run_command(key: TaskInstanceKey, *, subdir: str | None = None,
     if logical_date is not None:
         text = logical_date if isinstance(logical_date, str) else _as_utc(logical_date).isoformat()
         command += ["--logical-date", text]
+    if inputs:
+        command += ["--inputs", inputs]
     return command
 
 
@@ -95,7 +101,8 @@ def parse_task_run_arguments(argv: Sequence[str], *, allow_help: bool = True) ->
     if args.try_number < 0:
         raise UsageError(f"--try-number must not be negative, got {args.try_number}")
     key = TaskInstanceKey(args.dag_id, args.task_id, args.run_id, args.try_number, args.map_index)
-    return TaskCommand(key, subdir=args.subdir, logical_date=logical_date_option(args.logical_date))
+    return TaskCommand(key, subdir=args.subdir, logical_date=logical_date_option(args.logical_date),
+                       inputs=args.inputs)
 
 
 def logical_date_option(text: str | None) -> datetime | None:
@@ -152,6 +159,8 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
                              "stands for [core] dags_folder (default: the whole dags folder)")
     parser.add_argument("--logical-date", default=None, dest="logical_date",
                         help="logical date of the run (ISO 8601); default: the date in the run id")
+    parser.add_argument("--inputs", default=None, dest="inputs",
+                        help="the run's conf and upstream values, as the scheduler encodes them")
 
 
 def read_arguments(argv: Sequence[str], *, test: bool, allow_help: bool = True) -> argparse.Namespace:
@@ -167,7 +176,7 @@ def read_arguments(argv: Sequence[str], *, test: bool, allow_help: bool = True) 
 
 #: ``--option value`` pairs the plain form of a command may hold, by destination.
 _PLAIN_OPTIONS = {"--try-number": "try_number", "--map-index": "map_index", "--subdir": "subdir",
-                  "-S": "subdir", "--logical-date": "logical_date"}
+                  "-S": "subdir", "--logical-date": "logical_date", "--inputs": "inputs"}
 _INT_OPTIONS = frozenset({"try_number", "map_index"})
 _PLAIN_INT = re.compile(r"-?[0-9]+")
 
@@ -184,7 +193,7 @@ def _parse_plain(argv: Sequence[str], *, test: bool) -> argparse.Namespace | Non
     positionals = 2 if test else 3
     if len(argv) < positionals or (len(argv) - positionals) % 2:
         return None
-    values: dict[str, Any] = {"subdir": None, "logical_date": None, "map_index": -1}
+    values: dict[str, Any] = {"subdir": None, "logical_date": None, "inputs": None, "map_index": -1}
     if not test:
         values["try_number"] = 1
     for index, name in enumerate(("dag_id", "task_id", "run_id")[:positionals]):

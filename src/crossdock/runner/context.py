@@ -14,12 +14,16 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossdock.configuration import conf
 from crossdock.models.taskinstancekey import NamedByKey, TaskInstanceKey
 from crossdock.runner import macros
 from crossdock.runner.command import TaskCommand, parse_logical_date
+from crossdock.runner.try_inputs import TryInputs
+
+if TYPE_CHECKING:
+    from crossdock.runner.try_values import TryValues
 
 #: A run id made by crossdock ends in its logical date: ``manual__2024-01-01T00:00:00+00:00``.
 _RUN_ID_DATE = re.compile(r"__(\d{4}-\d{2}-\d{2}T[0-9:.+\-Z]+)$")
@@ -37,6 +41,48 @@ class RuntimeTaskInstance(NamedByKey):
     logical_date: datetime | None = None
     hostname: str = ""
     pid: int = field(default_factory=os.getpid)
+    values: "TryValues | None" = field(default=None, repr=False, compare=False)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        """Push ``value`` under ``key``; it reaches the database when the try succeeds."""
+        self._values().push(key, value)
+
+    def xcom_pull(self, task_ids: Any = None, dag_id: str | None = None, key: str | None = "return_value",
+                  include_prior_dates: bool = False, *, map_indexes: Any = None, default: Any = None) -> Any:
+        """Airflow's ``xcom_pull``, over the values handed to this try (see :mod:`crossdock.runner.try_values`)."""
+        return self._values().pull(task_ids, dag_id=dag_id, key=key, include_prior_dates=include_prior_dates,
+                                   map_indexes=map_indexes, default=default)
+
+    def _values(self) -> "TryValues":
+        if self.values is None:
+            from crossdock.runner.try_values import TryValues
+
+            object.__setattr__(self, "values", TryValues(dag_id=self.dag_id, task_id=self.task_id,
+                                                         map_index=self.map_index, inputs=None))
+        return self.values
+
+
+@dataclass(frozen=True)
+class RuntimeDagRun:
+    """``context["dag_run"]``: the run as the try was handed it (no database row)."""
+
+    dag_id: str
+    run_id: str
+    logical_date: datetime | None
+    conf: dict[str, Any]
+    run_type: str | None
+
+    @property
+    def execution_date(self) -> datetime | None:
+        return self.logical_date
+
+    @property
+    def data_interval_start(self) -> datetime | None:
+        return self.logical_date
+
+    @property
+    def data_interval_end(self) -> datetime | None:
+        return self.logical_date
 
 
 def task_hostname() -> str:
@@ -60,7 +106,8 @@ def logical_date_of(command: TaskCommand) -> datetime | None:
     return command.logical_date or logical_date_from_run_id(command.run_id)
 
 
-def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bool = False) -> dict[str, Any]:
+def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bool = False,
+                  inputs: TryInputs | None = None) -> dict[str, Any]:
     """The context dict; key names and values are Airflow's so existing callables and templates work.
 
     Nothing here reads a database, so there is no previous run to look at: the data
@@ -69,11 +116,11 @@ def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bo
     ``ts``, ``task_instance_key_str`` ...) are present only when the try knows its
     logical date; a template that uses one without it fails naming the key.
     """
-    params: dict[str, Any] = {}
-    for owner in (dag, task):
-        values = getattr(owner, "params", None)
-        if isinstance(values, Mapping):
-            params.update(values)
+    inputs = inputs or TryInputs()
+    run_conf = dict(inputs.conf or {})
+    params = task_params(dag, task, run_conf)
+    dag_run = RuntimeDagRun(dag_id=ti.dag_id, run_id=ti.run_id, logical_date=ti.logical_date, conf=run_conf,
+                            run_type=inputs.run_type)
     context: dict[str, Any] = {
         "dag": dag,
         "task": task,
@@ -89,6 +136,7 @@ def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bo
         "params": params,
         "ti": ti,
         "task_instance": ti,
+        "dag_run": dag_run,
         "macros": macros,
         "inlets": [],
         "outlets": [],
@@ -99,6 +147,14 @@ def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bo
         context.update(date_keys(ti.logical_date))
         context["task_instance_key_str"] = f"{ti.dag_id}__{ti.task_id}__{context['ds_nodash']}"
     return context
+
+
+def task_params(dag: Any, task: Any, run_conf: Mapping[str, Any]) -> dict[str, Any]:
+    """``context["params"]``: the DAG's, then the task's, then the run's conf over them (Airflow's order)."""
+    from crossdock.dag.param import resolve_params
+
+    return resolve_params(dag, task, run_conf,
+                          conf_overrides=conf.getboolean("core", "dag_run_conf_overrides_params"))
 
 
 def date_keys(logical_date: datetime) -> dict[str, str]:

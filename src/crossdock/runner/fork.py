@@ -27,9 +27,11 @@ from crossdock.runner.command import validate_task_command
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS, format_seconds
 from crossdock.runner.task_log import flush_std_streams
 from crossdock.runner.task_runner import FAILURE_PREFIX, failure_reason_from_stderr
+from crossdock.runner.try_values import MAX_TRY_VALUES_BYTES, values_from_output
 
-#: How much of a child's stderr is kept: only its end matters (the failure line is last).
-STDERR_TAIL_BYTES = 64 * 1024
+#: How much of a child's stderr is kept: only its end matters (the failure line, or the
+#: line of pushed values, is last), and the values line may be as long as a try may push.
+STDERR_TAIL_BYTES = 64 * 1024 + MAX_TRY_VALUES_BYTES
 _READ_CHUNK = 64 * 1024
 #: Where ``pidfd_open`` is missing (Linux < 5.3, other systems), how often a waiting
 #: caller re-checks a child whose stderr is already closed.
@@ -47,11 +49,13 @@ class ForkResult:
     :param exit_code: the process exit code; negative ``-N`` when killed by signal ``N``.
     :param reason: the one-line failure reason, None on success.
     :param duration: seconds from start to the child's exit, as seen by the parent.
+    :param values: a successful try's pushed XComs, key → XCom text; None when it pushed none.
     """
 
     exit_code: int
     reason: str | None
     duration: float
+    values: dict[str, str] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -161,7 +165,8 @@ class ForkedTask:
             except (ProcessLookupError, PermissionError):
                 pass
         exit_code = os.waitstatus_to_exitcode(status) if status is not None else EXIT_CHILD_CRASHED
-        self._result = ForkResult(exit_code, self._reason_for(exit_code), duration)
+        values = values_from_output(bytes(self._tail)) if exit_code == 0 else None
+        self._result = ForkResult(exit_code, self._reason_for(exit_code), duration, values)
         self.close()
         return self._result
 

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from crossdock.configuration import ConfigError, conf
+from crossdock.dag.exceptions import XComError
+from crossdock.dag.xcom_values import XCOM_RETURN_KEY
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import (
     TaskCommand,
@@ -50,6 +52,8 @@ from crossdock.runner.interrupt import (
     timeout_seconds,
 )
 from crossdock.runner.task_log import OutputCapture, log_timestamp, task_log_path, write_all
+from crossdock.runner.try_inputs import decode_inputs
+from crossdock.runner.try_values import TryValues, values_line
 
 EXIT_SUCCESS = 0
 EXIT_TASK_FAILED = 1
@@ -116,6 +120,7 @@ def failure_reason_from_stderr(text: str | bytes | None) -> str | None:
 class Outcome:
     exit_code: int
     reason: str | None = None
+    values: TryValues | None = None
 
 
 class _ResolveFailure(Exception):
@@ -158,16 +163,24 @@ def _execute(task_try: TaskCommand, *, hostname: str, test_mode: bool = False) -
     except TaskInterrupted as exc:
         return Outcome(EXIT_TASK_FAILED, exc.reason)
 
-    ti = RuntimeTaskInstance(task_try.key, logical_date=task_try.logical_date, hostname=hostname)
+    try:
+        inputs = decode_inputs(task_try.inputs) if task_try.inputs else None
+    except UsageError as exc:
+        return Outcome(EXIT_USAGE, f"bad arguments: {exc}")
+    values = TryValues(dag_id=task_try.dag_id, task_id=task_try.task_id, map_index=task_try.map_index,
+                       inputs=inputs, dag_task_ids=getattr(dag, "task_dict", {}).keys(),
+                       value_limit=conf.getint("core", "max_xcom_size"))
+    ti = RuntimeTaskInstance(task_try.key, logical_date=task_try.logical_date, hostname=hostname, values=values)
     task_started = boot_clock()
     try:
         limit = timeout_seconds(getattr(task, "execution_timeout", None))
-        context = build_context(dag=dag, task=task, ti=ti, test_mode=test_mode)
+        context = build_context(dag=dag, task=task, ti=ti, test_mode=test_mode, inputs=inputs)
         from crossdock.runner.templating import render_template_fields  # needs crossdock.dag, loaded by now
 
         render_template_fields(task, context)  # a failure to render is the try's failure
         with execution_timeout(limit):
-            task.execute(context)
+            result = task.execute(context)
+        push_result(task, values, result)
     except TaskInterrupted as exc:
         print(f"crossdock: {exc.reason}", file=sys.stderr)
         leftovers = kill_child_processes(started_after=task_started)
@@ -176,7 +189,7 @@ def _execute(task_try: TaskCommand, *, hostname: str, test_mode: bool = False) -
         return Outcome(EXIT_TASK_FAILED, exc.reason)
     except SystemExit as exc:
         if exc.code in (None, 0):
-            return Outcome(EXIT_SUCCESS)
+            return Outcome(EXIT_SUCCESS, values=values)
         print(f"crossdock: task called sys.exit({exc.code!r})", file=sys.stderr)
         return Outcome(EXIT_TASK_FAILED, f"task exited with {exc.code!r}")
     except BaseException as exc:
@@ -186,7 +199,24 @@ def _execute(task_try: TaskCommand, *, hostname: str, test_mode: bool = False) -
             return Outcome(EXIT_TASK_FAILED, reason)
         _print_task_traceback(exc)
         return Outcome(EXIT_TASK_FAILED, describe_exception(exc))
-    return Outcome(EXIT_SUCCESS)
+    return Outcome(EXIT_SUCCESS, values=values)
+
+
+def push_result(task: Any, values: TryValues, result: Any) -> None:
+    """Push what ``execute`` returned, as Airflow does: ``return_value``, and each key of a
+    dict when the task has ``multiple_outputs``; nothing for None or ``do_xcom_push=False``."""
+    if result is None or not getattr(task, "do_xcom_push", True):
+        return
+    if getattr(task, "multiple_outputs", False):
+        if not isinstance(result, dict):
+            raise XComError(f"task {task.task_id!r} has multiple_outputs=True and returned "
+                            f"{type(result).__name__}, not a dict")
+        for key, value in result.items():
+            if not isinstance(key, str):
+                raise XComError(f"task {task.task_id!r} has multiple_outputs=True and returned a dict "
+                                f"with key {key!r}; its keys must be strings")
+            values.push(key, value)
+    values.push(XCOM_RETURN_KEY, result)
 
 
 def _print_task_traceback(exc: BaseException) -> None:
@@ -237,6 +267,9 @@ def _run(task_try: TaskCommand, *, mode: str) -> int:
         if capture is not None:
             capture.restore()
     if outcome.exit_code == EXIT_SUCCESS:
+        line = values_line(outcome.values)
+        if line:  # last on stderr, as a failure line would be: the executor reads it from there
+            write_all(2, line.encode("utf-8"))
         return EXIT_SUCCESS
     return _report_failure(log_path, outcome.reason, outcome.exit_code)
 

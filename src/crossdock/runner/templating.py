@@ -6,6 +6,9 @@ template at all, and importing Jinja costs more than a whole no-op try; so a tas
 scanned first with plain string tests and Jinja is imported only when some field holds
 template syntax or names a template file.
 
+An :class:`~crossdock.dag.xcom_arg.XComArg` in a field (a TaskFlow argument, an
+``op.output``) is replaced by the value it refers to in the same pass.
+
 Every rendering problem (an unknown name, a syntax error, a missing template file)
 raises :class:`TemplateRenderError`: the try fails with its one-line message, which
 names the field, the task and, when Jinja knows it, the file and line.
@@ -17,6 +20,7 @@ import os
 from typing import Any, Iterator, Mapping, Sequence
 
 from crossdock.dag.exceptions import TaskFailure
+from crossdock.dag.xcom_arg import XComArg
 from crossdock.exceptions import UserFacingError
 
 #: What makes a string a template: an expression, a statement or a comment.
@@ -28,14 +32,18 @@ class TemplateRenderError(TaskFailure, UserFacingError):
 
 
 # -- deciding ---------------------------------------------------------------------------
-def _holds_template(value: Any, extensions: tuple[str, ...]) -> bool:
+def _holds_template(value: Any, extensions: tuple[str, ...], *, strings_only: bool = False) -> bool:
+    """Whether ``value`` holds template syntax, a template file name or (unless
+    ``strings_only``) an XComArg to resolve."""
+    if isinstance(value, XComArg):
+        return not strings_only
     if isinstance(value, str):
         return any(marker in value for marker in TEMPLATE_MARKERS) or (
             bool(extensions) and value.endswith(extensions))
     if isinstance(value, Mapping):
-        return any(_holds_template(item, extensions) for item in value.values())
+        return any(_holds_template(item, extensions, strings_only=strings_only) for item in value.values())
     if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_holds_template(item, extensions) for item in value)
+        return any(_holds_template(item, extensions, strings_only=strings_only) for item in value)
     return False
 
 
@@ -95,7 +103,10 @@ def template_environment(dag: Any):
 # -- rendering --------------------------------------------------------------------------
 def render_value(value: Any, context: Mapping[str, Any], environment: Any,
                  extensions: Sequence[str] = ()) -> Any:
-    """``value`` with every string in it rendered; containers are rebuilt, dict keys kept."""
+    """``value`` with every string in it rendered and every XComArg resolved; containers are
+    rebuilt, dict keys kept. A pulled value is not rendered again (it is data, not a template)."""
+    if isinstance(value, XComArg):
+        return value.resolve(context)
     if isinstance(value, str):
         if extensions and value.endswith(tuple(extensions)):
             return environment.get_template(value).render(context)
@@ -114,11 +125,17 @@ def render_template_fields(task: Any, context: Mapping[str, Any]) -> None:
     """Render each of ``task``'s template fields in place; nothing happens (no Jinja) without templates."""
     if not needs_rendering(task):
         return
+    extensions = tuple(getattr(task, "template_ext", ()) or ())
+    fields = list(_template_fields(task))
+    if not any(_holds_template(value, extensions, strings_only=True) for _, value in fields):
+        # Only XComArgs (TaskFlow arguments): resolved without building a Jinja environment.
+        for name, value in fields:
+            setattr(task, name, render_value(value, context, None, extensions))
+        return
     import jinja2
 
     environment = template_environment(task.dag)
-    extensions = tuple(getattr(task, "template_ext", ()) or ())
-    for name, value in _template_fields(task):
+    for name, value in fields:
         try:
             rendered = render_value(value, context, environment, extensions)
         except jinja2.TemplateError as exc:
@@ -143,3 +160,10 @@ def _describe(exc: Exception, environment: Any) -> str:
 def template_field_values(task: Any) -> list[tuple[str, Any]]:
     """``(name, value)`` of each template field, as ``tasks render`` prints them."""
     return list(_template_fields(task))
+
+
+def prime_jinja() -> None:
+    """Build and use one environment so Jinja's lexer (its compiled regexes, cached by
+    settings) exists before a warm process forks: a templated forked try then does not
+    compile it again, which costs more than the rest of a no-op try."""
+    template_environment(None).from_string("{{ primed }}").render(primed=True)

@@ -40,3 +40,9 @@ def preload_task_modules() -> None:
             importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - a broken optional module must not stop the worker
             log.warning("could not pre-import %s (tasks will import it): %s", module, exc)
+    try:
+        from crossdock.runner.templating import prime_jinja
+
+        prime_jinja()
+    except Exception as exc:  # noqa: BLE001 - templated tries then pay for it themselves
+        log.warning("could not prepare Jinja for templated tasks: %s", exc)

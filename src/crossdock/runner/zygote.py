@@ -18,7 +18,7 @@ to the zygote::
 from the zygote::
 
     ("started", key, pid, hostname)
-    ("finished", key, exit_code, reason, duration)
+    ("finished", key, exit_code, reason, duration, values)
 
 If the connection closes (the scheduler died), the zygote kills every task and exits:
 with the scheduler gone nobody would record their outcome.
@@ -285,7 +285,7 @@ class Zygote:
     # -- tasks -------------------------------------------------------------------------
     def _start(self, key: Any, command: list[str]) -> None:
         if key in self.tasks:
-            self._send(("finished", key, 1, "the same task try is already running here", 0.0))
+            self._send(("finished", key, 1, "the same task try is already running here", 0.0, None))
             return
         try:
             if self.use_fork:
@@ -295,10 +295,10 @@ class Zygote:
             else:
                 task = start_subprocess_command(command)
         except InvalidCommandError as exc:
-            self._send(("finished", key, 2, str(exc), 0.0))
+            self._send(("finished", key, 2, str(exc), 0.0, None))
             return
         except OSError as exc:
-            self._send(("finished", key, 1, f"could not start the task process: {exc}", 0.0))
+            self._send(("finished", key, 1, f"could not start the task process: {exc}", 0.0, None))
             return
         self.tasks[key] = task
         for fd in task.watch_fds():
@@ -316,7 +316,7 @@ class Zygote:
                 self._unwatch(task.stderr_fd)
             return
         self._forget(key)
-        self._send(("finished", key, result.exit_code, result.reason, result.duration))
+        self._send(("finished", key, result.exit_code, result.reason, result.duration, result.values))
 
     def _check_unwatchable(self) -> None:
         for key, task in list(self.tasks.items()):
@@ -366,7 +366,7 @@ class Zygote:
                 result = task.wait()
             self._forget(key)
             if report:
-                self._send(("finished", key, result.exit_code, result.reason, result.duration))
+                self._send(("finished", key, result.exit_code, result.reason, result.duration, result.values))
 
 
 if __name__ == "__main__":  # pragma: no cover - runs as the spawned zygote

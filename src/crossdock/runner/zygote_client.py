@@ -78,8 +78,8 @@ class ZygoteRunner:
                 message = handle.connection.recv()
                 # "started", or the late "finished" of a try abandoned by an interruption.
                 if message[0] == "finished" and message[1] == key:
-                    _kind, _key, exit_code, reason, duration = message
-                    return ForkResult(exit_code=exit_code, reason=reason, duration=duration)
+                    _kind, _key, exit_code, reason, duration, values = message
+                    return ForkResult(exit_code=exit_code, reason=reason, duration=duration, values=values)
         except (EOFError, OSError):
             pid = handle.pid
             self._retire()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from crossdock.models import DagRun, TaskInstance
+from crossdock.scheduler.value_handover import RunValues
 from crossdock.state import FINISHED_STATES
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ class ActiveRun:
         #: task ids whose dependencies must be (re-)checked
         self.pending_checks: set[str] = set()
         self.unfinished = 0
+        #: The run's XComs (see :mod:`crossdock.scheduler.value_handover`).
+        self.values = RunValues()
 
     @property
     def dag_id(self) -> str:

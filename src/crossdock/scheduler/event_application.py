@@ -59,6 +59,9 @@ class EventApplier:
         start = ti.start_date or ti.queued_dttm or now
         duration = max(0.0, (now - start).total_seconds())
         if state == S.SUCCESS:
+            if event.result:
+                run.values.store((ti.task_id, ti.map_index), event.result)
+                table.values_changed(run)
             table.set_state(run, ti, S.SUCCESS, start_date=start, end_date=now, duration=duration,
                             hostname=ti.hostname or event.hostname, pid=ti.pid or event.pid)
             return 1

@@ -17,6 +17,7 @@ from crossdock.models import DagRun, Job, TaskInstance
 from crossdock.models.base import utcnow
 from crossdock.scheduler.leadership import SchedulerLease
 from crossdock.scheduler.task_table import TaskTable
+from crossdock.scheduler.value_handover import write_changes
 
 log = logging.getLogger("crossdock.scheduler")
 
@@ -31,7 +32,7 @@ RUN_FLUSH_COLUMNS = ("state", "start_date", "end_date")
 
 def flush(table: TaskTable, lease: SchedulerLease) -> None:
     """Write every change since the last flush (bulk updates), fenced by the lease."""
-    if not table.dirty_tis and not table.dirty_runs:
+    if not table.dirty_tis and not table.dirty_runs and not table.dirty_values:
         return
     ti_rows = []
     for ti_id in table.dirty_tis:
@@ -56,6 +57,8 @@ def flush(table: TaskTable, lease: SchedulerLease) -> None:
             session.execute(update(TaskInstance), ti_rows)
         if run_rows:
             session.execute(update(DagRun), run_rows)
+        for run in table.dirty_values.values():
+            write_changes(session, run.dag_id, run.run_id, run.values)
     table.written()
 
 

@@ -16,6 +16,7 @@ from crossdock.models import TaskInstance
 from crossdock.runner.command import task_run_command
 from crossdock.scheduler.active_run import ActiveRun
 from crossdock.scheduler.task_table import TaskTable
+from crossdock.scheduler.value_handover import ValueHandoverError, handover_for
 from crossdock.state import TaskInstanceState as S
 
 
@@ -77,6 +78,17 @@ class TaskQueuer:
 
     def _send(self, run: ActiveRun, ti: TaskInstance, route: Route, now: datetime) -> None:
         executor = route.executor
+        slot = (ti.task_id, ti.map_index)
+        if slot[0] in run.values.by_task:  # a new try starts without the values of the last one
+            run.values.clear(slot)
+            self.table.values_changed(run)
+        try:
+            inputs = handover_for(run.dag, ti.task_id, run.values, conf=run.dag_run.conf,
+                                  run_type=run.dag_run.run_type)
+        except ValueHandoverError as exc:
+            self.table.set_state(run, ti, S.FAILED, end_date=now, start_date=now, duration=0.0,
+                                 try_number=ti.try_number + 1, failure_reason=str(exc))
+            return
         # The route is recorded first: a hybrid's new_external_id and queue_command then
         # find the child by the name on the task instance instead of routing again.
         ti.executor = route.name
@@ -86,5 +98,6 @@ class TaskQueuer:
                              failure_reason=None, routing_reason=route.reason)
         if not executor.is_local:
             self.sent_outliving_tries = True
-        command = task_run_command(ti.key, subdir=run.dag.subdir, logical_date=run.dag_run.logical_date)
+        command = task_run_command(ti.key, subdir=run.dag.subdir, logical_date=run.dag_run.logical_date,
+                                   inputs=inputs)
         executor.queue_command(ti, command, priority=ti.priority_weight or 1, queue=ti.queue)

@@ -17,6 +17,7 @@ from crossdock.database import create_session
 from crossdock.models import DagModel, DagRun, SerializedDagModel, TaskInstance
 from crossdock.models.base import utcnow
 from crossdock.scheduler.active_run import ActiveRun
+from crossdock.scheduler.value_handover import load_run_values
 from crossdock.scheduler.dag_runs import SCHEDULED, run_id_for
 from crossdock.scheduler.leadership import SchedulerLease
 from crossdock.scheduler.task_table import TaskTable
@@ -129,6 +130,8 @@ class RunLoader:
             return False
         dag = SerializedDAG.from_dict(row.data)
         run = ActiveRun(dag_run, dag)
+        if existing:  # a run resumed after a restart: the values its finished tasks pushed
+            run.values = load_run_values(session, dag_run.dag_id, dag_run.run_id)
         if dag_run.state != DagRunState.RUNNING.value:
             dag_run.state = DagRunState.RUNNING.value
             dag_run.start_date = utcnow()

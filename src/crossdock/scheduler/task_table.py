@@ -54,6 +54,8 @@ class TaskTable:
         #: Finished runs (and their changed task instances) kept until the flush has written them.
         self.finished_runs: dict[int, ActiveRun] = {}
         self.finished_tis: dict[int, Entry] = {}
+        #: Runs whose XComs changed since the last flush, by run id.
+        self.dirty_values: dict[int, ActiveRun] = {}
 
     # -- lookups -----------------------------------------------------------------
     def by_primary(self, primary: tuple[str, str, str, int]) -> Entry | None:
@@ -85,8 +87,15 @@ class TaskTable:
         """A field changed outside a transition (an external id, an adopting job)."""
         self.dirty_tis.add(ti.id)
 
+    def values_changed(self, run: ActiveRun) -> None:
+        """The run's XComs changed; the next flush writes them."""
+        self.dirty_values[run.dag_run.id] = run
+
     def written(self) -> None:
         """The flush wrote everything dirty: forget it, and the finished runs kept for it."""
+        for run in self.dirty_values.values():
+            run.values.written()
+        self.dirty_values.clear()
         self.dirty_tis.clear()
         self.dirty_runs.clear()
         self.finished_runs.clear()
