@@ -148,7 +148,9 @@ def test_the_zygote_and_its_try_die_with_their_owner(dag_file, tmp_path):
         runner.run("k", {command(dag_file, "linger")!r})
     """)], env=os.environ.copy())
     try:
-        assert wait_for(pid_file.exists), "the try never started"
+        # Both files are written while this reads them: wait until each holds a whole pid.
+        assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()), "the try never started"
+        assert wait_for(lambda: zygote_file.exists() and zygote_file.read_text().strip())
         zygote, task = int(zygote_file.read_text()), int(pid_file.read_text())
         owner.kill()
         owner.wait()
