@@ -200,3 +200,27 @@ def test_tasks_render_prints_each_field_and_fails_in_one_line(dag_file, capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("crossdock: error: cannot render template field 'bash_command' of task 'undefined': "
                    "'missing_name' is undefined")
+
+
+# -- syntax checked when the DAG file is parsed ---------------------------------------------
+def test_a_template_syntax_error_is_an_import_error_naming_the_task_field_and_line(tmp_path):
+    from crossdock.dag.processor import parse_payload
+
+    (tmp_path / "broken.sh").write_text("echo ok\necho {{ ds }\n")
+    path = tmp_path / "templated.py"
+    dag_file = textwrap.dedent('''
+        from crossdock import DAG, BashOperator
+
+        with DAG("templated") as dag:
+            BashOperator(task_id="fine", bash_command="echo {{{{ ds }}}} {{% if true %}}x{{% endif %}}")
+            BashOperator(task_id="typo", bash_command={command!r})
+    ''')
+    path.write_text(dag_file.format(command="echo\n{{ ds "))
+    payload = parse_payload(str(path))
+    assert payload["dags"] == []
+    assert ("DAG 'templated', task 'typo': template field 'bash_command' has a syntax error at line 2"
+            in payload["error"])
+    path.write_text(dag_file.format(command="broken.sh"))
+    assert f"has a syntax error at {tmp_path / 'broken.sh'}, line 2" in parse_payload(str(path))["error"]
+    path.write_text(dag_file.format(command="echo {{ ds }}"))
+    assert parse_payload(str(path))["error"] is None

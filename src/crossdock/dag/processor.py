@@ -69,6 +69,7 @@ def parse_payload(path: str) -> dict[str, Any]:
     from crossdock.dag.exceptions import DagDefinitionError, DagFileError
     from crossdock.dag.loader import load_dags_from_file
     from crossdock.dag.param import check_dag_params
+    from crossdock.dag.template_check import check_dag_templates
     from crossdock.dag.serialization import serialize_dag
 
     try:
@@ -77,6 +78,7 @@ def parse_payload(path: str) -> dict[str, Any]:
             check_task_executors(dag)
             check_pod_overrides(dag)
             check_dag_params(dag)
+            check_dag_templates(dag)
         return {"dags": [serialize_dag(dag) for dag in dags.values()], "error": None}
     except DagFileError as exc:
         return {"dags": [], "error": exc.message}
