@@ -25,6 +25,8 @@ from crossdock.runner.try_inputs import TryInputs
 if TYPE_CHECKING:
     from crossdock.runner.try_values import TryValues
 
+#: The run types a crossdock-made run id starts with (Airflow's ``DagRunType`` values).
+RUN_TYPES = frozenset({"manual", "scheduled", "backfill", "dataset_triggered"})
 #: A run id made by crossdock ends in its logical date: ``manual__2024-01-01T00:00:00+00:00``.
 _RUN_ID_DATE = re.compile(r"__(\d{4}-\d{2}-\d{2}T[0-9:.+\-Z]+)$")
 
@@ -120,7 +122,7 @@ def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bo
     run_conf = dict(inputs.conf or {})
     params = task_params(dag, task, run_conf)
     dag_run = RuntimeDagRun(dag_id=ti.dag_id, run_id=ti.run_id, logical_date=ti.logical_date, conf=run_conf,
-                            run_type=inputs.run_type)
+                            run_type=inputs.run_type or run_type_from_run_id(ti.run_id))
     context: dict[str, Any] = {
         "dag": dag,
         "task": task,
@@ -147,6 +149,12 @@ def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bo
         context.update(date_keys(ti.logical_date))
         context["task_instance_key_str"] = f"{ti.dag_id}__{ti.task_id}__{context['ds_nodash']}"
     return context
+
+
+def run_type_from_run_id(run_id: str) -> str | None:
+    """``manual`` of ``manual__2024-...``: the type a crossdock-made run id starts with."""
+    prefix, separator, _ = run_id.partition("__")
+    return prefix if separator and prefix in RUN_TYPES else None
 
 
 def task_params(dag: Any, task: Any, run_conf: Mapping[str, Any]) -> dict[str, Any]:

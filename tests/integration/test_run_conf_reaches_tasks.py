@@ -1,0 +1,61 @@
+"""``dags trigger -c`` reaches the tries: ``dag_run.conf``, ``params`` overridden as in
+Airflow, and ``run_type``, through the scheduler and the LocalExecutor (no database in the try)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from crossdock import database
+from crossdock.configuration import conf
+from crossdock.runner.task_log import task_log_path_for_key
+
+from kube_executor_support import run_scheduler, run_states
+
+DAG_FILE = '''
+import json
+from crossdock import DAG, BashOperator, Param, PythonOperator
+
+def show(params, dag_run):
+    print("seen:", json.dumps({"params": dict(params), "conf": dag_run.conf, "run_type": dag_run.run_type}))
+
+with DAG("conf_dag", schedule=None, params={"number_param": Param(10, type="integer", maximum=20),
+                                            "who": "world"}) as dag:
+    PythonOperator(task_id="show", python_callable=show)
+    BashOperator(task_id="echo", bash_command="echo {{ params.number_param }} {{ dag_run.conf.get('extra', '-') }}")
+'''
+
+
+def seen(tis) -> dict:
+    log = task_log_path_for_key(tis["show"].key).read_text()
+    return json.loads(log.split("seen: ", 1)[1].splitlines()[0])
+
+
+def test_trigger_conf_overrides_params_and_reaches_dag_run_in_every_try(crossdock_home, monkeypatch, capsys):
+    from crossdock.cli.main import main
+    from crossdock.executors.local_executor import LocalExecutor
+    from crossdock.models.base import utcnow  # noqa: F401 - the database layer is loaded for the run
+
+    folder = crossdock_home / "dags"
+    folder.mkdir()
+    (folder / "conf_dag.py").write_text(textwrap.dedent(DAG_FILE))
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
+    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
+    conf.reload()
+    database.migrate()
+    assert main(["dags", "trigger", "conf_dag", "-r", "with_conf", "-c", '{"number_param": 7, "extra": "x"}']) == 0
+    assert main(["dags", "trigger", "conf_dag", "-r", "no_conf"]) == 0
+    assert main(["dags", "trigger", "conf_dag", "-r", "bad", "-c", '{"number_param": 25}']) == 1
+    assert "param 'number_param': 25 is greater than the maximum of 20" in capsys.readouterr().err
+    run_scheduler(LocalExecutor(parallelism=2))
+
+    state, tis = run_states("conf_dag", "with_conf")
+    assert state == "success", {t: ti.failure_reason for t, ti in tis.items()}
+    assert seen(tis) == {"params": {"number_param": 7, "who": "world", "extra": "x"},
+                         "conf": {"number_param": 7, "extra": "x"}, "run_type": "manual"}
+    assert "7 x" in task_log_path_for_key(tis["echo"].key).read_text()
+
+    state, tis = run_states("conf_dag", "no_conf")
+    assert state == "success"
+    assert seen(tis) == {"params": {"number_param": 10, "who": "world"}, "conf": {}, "run_type": "manual"}
+    assert "10 -" in task_log_path_for_key(tis["echo"].key).read_text()
