@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 
 from crossdock import database
 from crossdock.configuration import conf
@@ -59,3 +60,58 @@ def test_trigger_conf_overrides_params_and_reaches_dag_run_in_every_try(crossdoc
     assert state == "success"
     assert seen(tis) == {"params": {"number_param": 10, "who": "world"}, "conf": {}, "run_type": "manual"}
     assert "10 -" in task_log_path_for_key(tis["echo"].key).read_text()
+
+
+def test_scheduled_runs_see_their_data_interval_and_the_last_successful_run(crossdock_home, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    from crossdock.dag.dag_store import sync_parse_result_to_db
+    from crossdock.dag.processor import parse_dag_folder
+    from crossdock.database import create_session
+    from crossdock.executors.local_executor import LocalExecutor
+    from sqlalchemy import select, update
+
+    from crossdock.models import DagModel, DagRun
+    from crossdock.scheduler.scheduler_job import SchedulerJob
+
+    folder = crossdock_home / "dags"
+    folder.mkdir()
+    start = (datetime.now(timezone.utc) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+    (folder / "daily.py").write_text(textwrap.dedent(f'''
+        import json
+        from datetime import datetime
+        from crossdock import DAG, PythonOperator
+
+        def show(data_interval_start, data_interval_end, prev_data_interval_start_success,
+                 prev_start_date_success, dag_run):
+            print("seen:", json.dumps([str(data_interval_start), str(data_interval_end),
+                                       str(prev_data_interval_start_success), prev_start_date_success is not None,
+                                       str(dag_run.data_interval_end), dag_run.run_type]))
+
+        with DAG("daily", schedule="@daily", start_date=datetime.fromisoformat("{start.isoformat()}"),
+                 catchup=True, max_active_runs=1) as dag:
+            PythonOperator(task_id="show", python_callable=show)
+    '''))
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
+    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
+    conf.reload()
+    database.migrate()
+    with create_session() as session:
+        sync_parse_result_to_db(parse_dag_folder(str(folder)), session)
+        session.execute(update(DagModel).values(is_paused=False))
+
+    def finished_runs() -> list[str]:
+        with create_session() as session:
+            return list(session.scalars(select(DagRun.run_id).where(DagRun.dag_id == "daily",
+                                                                    DagRun.state == "success")
+                                        .order_by(DagRun.logical_date)))
+
+    deadline = time.monotonic() + 60
+    SchedulerJob(executors=[LocalExecutor(parallelism=2)], parse_dags=False).run(
+        stop_when=lambda job: len(finished_runs()) == 2 or time.monotonic() > deadline)
+    run_ids = finished_runs()
+    assert len(run_ids) == 2
+    day = timedelta(days=1)
+    first, second = (seen(run_states("daily", run_id)[1]) for run_id in run_ids)
+    assert first == [str(start), str(start + day), "None", False, str(start + day), "scheduled"]
+    assert second == [str(start + day), str(start + 2 * day), str(start), True, str(start + 2 * day), "scheduled"]

@@ -100,8 +100,14 @@ def test_command_is_a_crossdock_task_command_with_the_dag_file(dags_folder):
     with create_session() as session:
         logical_date = session.scalars(select(DagRun.logical_date).where(DagRun.dag_id == "one")).one()
     # The run's logical date travels with the command: the runner no longer guesses it from the run id.
-    assert command == ["crossdock", "tasks", "run", "one", "only", "r1", "--try-number", "1",
-                       "--subdir", "DAGS_FOLDER/one.py", "--logical-date", logical_date.isoformat()]
+    assert command[:12] == ["crossdock", "tasks", "run", "one", "only", "r1", "--try-number", "1",
+                            "--subdir", "DAGS_FOLDER/one.py", "--logical-date", logical_date.isoformat()]
+    # "r1" does not name its run type, so the type is handed over with the inputs (no values, no conf).
+    from crossdock.runner.try_inputs import decode_inputs
+
+    assert command[12] == "--inputs" and len(command) == 14
+    inputs = decode_inputs(command[13])
+    assert (inputs.run_type, inputs.conf, dict(inputs.values)) == ("manual", None, {})
     assert queue == "special"
 
 

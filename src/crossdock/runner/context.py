@@ -25,6 +25,9 @@ from crossdock.runner.try_inputs import TryInputs
 if TYPE_CHECKING:
     from crossdock.runner.try_values import TryValues
 
+#: Dates of the DAG's last successful run before the try's (Airflow's context keys).
+PREVIOUS_SUCCESS_KEYS = ("prev_data_interval_start_success", "prev_data_interval_end_success",
+                         "prev_start_date_success", "prev_end_date_success")
 #: The run types a crossdock-made run id starts with (Airflow's ``DagRunType`` values).
 RUN_TYPES = frozenset({"manual", "scheduled", "backfill", "dataset_triggered"})
 #: A run id made by crossdock ends in its logical date: ``manual__2024-01-01T00:00:00+00:00``.
@@ -73,17 +76,11 @@ class RuntimeDagRun:
     logical_date: datetime | None
     conf: dict[str, Any]
     run_type: str | None
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
 
     @property
     def execution_date(self) -> datetime | None:
-        return self.logical_date
-
-    @property
-    def data_interval_start(self) -> datetime | None:
-        return self.logical_date
-
-    @property
-    def data_interval_end(self) -> datetime | None:
         return self.logical_date
 
 
@@ -112,17 +109,22 @@ def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bo
                   inputs: TryInputs | None = None) -> dict[str, Any]:
     """The context dict; key names and values are Airflow's so existing callables and templates work.
 
-    Nothing here reads a database, so there is no previous run to look at: the data
-    interval is the logical date itself (``data_interval_start == data_interval_end ==
-    logical_date``), where Airflow would ask the timetable. The date keys (``ds``,
-    ``ts``, ``task_instance_key_str`` ...) are present only when the try knows its
-    logical date; a template that uses one without it fails naming the key.
+    Nothing here reads a database: what the try knows of its run beyond its command (the
+    data interval, the last successful run's dates, the conf) the scheduler handed over
+    with it. Without that (``tasks test``) the data interval is the logical date itself
+    and the ``prev_*_success`` keys are None. The date keys (``ds``, ``ts``,
+    ``task_instance_key_str`` ...) are present only when the try knows its logical date;
+    a template that uses one without it fails naming the key.
     """
     inputs = inputs or TryInputs()
     run_conf = dict(inputs.conf or {})
     params = task_params(dag, task, run_conf)
+    facts = {name: parse_logical_date(text) for name, text in inputs.run.items()}
+    interval_start = facts.get("data_interval_start", ti.logical_date)
+    interval_end = facts.get("data_interval_end", ti.logical_date)
     dag_run = RuntimeDagRun(dag_id=ti.dag_id, run_id=ti.run_id, logical_date=ti.logical_date, conf=run_conf,
-                            run_type=inputs.run_type or run_type_from_run_id(ti.run_id))
+                            run_type=inputs.run_type or run_type_from_run_id(ti.run_id),
+                            data_interval_start=interval_start, data_interval_end=interval_end)
     context: dict[str, Any] = {
         "dag": dag,
         "task": task,
@@ -133,8 +135,9 @@ def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bo
         "map_index": ti.map_index,
         "logical_date": ti.logical_date,
         "execution_date": ti.logical_date,
-        "data_interval_start": ti.logical_date,
-        "data_interval_end": ti.logical_date,
+        "data_interval_start": interval_start,
+        "data_interval_end": interval_end,
+        **{name: facts.get(name) for name in PREVIOUS_SUCCESS_KEYS},
         "params": params,
         "ti": ti,
         "task_instance": ti,

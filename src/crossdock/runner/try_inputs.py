@@ -39,6 +39,9 @@ class TryInputs:
     :param upstream: the task ids whose values were considered for handing over (the
         try's upstream tasks, direct or not); a pull from any other task finds nothing.
     :param withheld: task ids among those whose values did not fit :data:`MAX_INPUTS_CHARS`.
+    :param run: facts of the run a try cannot look up: ``data_interval_start`` and
+        ``data_interval_end`` when they differ from the logical date, and the
+        ``prev_*_success`` dates of the DAG's last successful run before it (ISO text).
     """
 
     conf: Mapping[str, Any] | None = None
@@ -46,11 +49,12 @@ class TryInputs:
     values: Mapping[ValueId, Any] = field(default_factory=dict)
     upstream: frozenset[str] = frozenset()
     withheld: frozenset[str] = frozenset()
+    run: Mapping[str, str] = field(default_factory=dict)
 
 
 def encode_inputs(*, conf: Mapping[str, Any] | None, run_type: str | None,
                   values: Iterable[tuple[str, int, str, str]], upstream: Iterable[str],
-                  withheld: Iterable[str] = ()) -> str:
+                  withheld: Iterable[str] = (), run: Mapping[str, str] | None = None) -> str:
     """The ``--inputs`` word; ``values`` are (task_id, map_index, key, XCom text) as stored.
 
     The texts are spliced in as they are (they are JSON already), so building the
@@ -60,6 +64,7 @@ def encode_inputs(*, conf: Mapping[str, Any] | None, run_type: str | None,
              for task_id, map_index, key, text in values]
     payload = (f'{{"conf":{json.dumps(conf) if conf else "null"},"run_type":{json.dumps(run_type)},'
                f'"upstream":{json.dumps(sorted(upstream))},"withheld":{json.dumps(sorted(withheld))},'
+               f'"run":{json.dumps(dict(run or {}))},'
                f'"values":[{",".join(parts)}]}}')
     return base64.urlsafe_b64encode(zlib.compress(payload.encode("utf-8"), 6)).decode("ascii")
 
@@ -75,6 +80,6 @@ def decode_inputs(word: str) -> TryInputs:
             raise ValueError("conf is not an object")
         return TryInputs(conf=conf, run_type=data.get("run_type"), values=values,
                          upstream=frozenset(data.get("upstream", ())),
-                         withheld=frozenset(data.get("withheld", ())))
+                         withheld=frozenset(data.get("withheld", ())), run=dict(data.get("run") or {}))
     except (ValueError, TypeError, zlib.error, AttributeError) as exc:
         raise UsageError(f"--inputs is not a valid handover of values: {exc}") from None

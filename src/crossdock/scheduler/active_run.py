@@ -29,6 +29,8 @@ class ActiveRun:
         self.unfinished = 0
         #: The run's XComs (see :mod:`crossdock.scheduler.value_handover`).
         self.values = RunValues()
+        #: What a try cannot look up about its run (see :func:`~crossdock.scheduler.value_handover.run_facts`).
+        self.facts: dict[str, str] = {}
 
     @property
     def dag_id(self) -> str:

@@ -17,7 +17,7 @@ from crossdock.database import create_session
 from crossdock.models import DagModel, DagRun, SerializedDagModel, TaskInstance
 from crossdock.models.base import utcnow
 from crossdock.scheduler.active_run import ActiveRun
-from crossdock.scheduler.value_handover import load_run_values
+from crossdock.scheduler.value_handover import load_run_values, run_facts
 from crossdock.scheduler.dag_runs import SCHEDULED, run_id_for
 from crossdock.scheduler.leadership import SchedulerLease
 from crossdock.scheduler.task_table import TaskTable
@@ -132,6 +132,7 @@ class RunLoader:
         run = ActiveRun(dag_run, dag)
         if existing:  # a run resumed after a restart: the values its finished tasks pushed
             run.values = load_run_values(session, dag_run.dag_id, dag_run.run_id)
+        run.facts = run_facts(session, dag_run)
         if dag_run.state != DagRunState.RUNNING.value:
             dag_run.state = DagRunState.RUNNING.value
             dag_run.start_date = utcnow()

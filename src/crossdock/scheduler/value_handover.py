@@ -21,6 +21,7 @@ from sqlalchemy import and_, delete, insert, select
 from crossdock.exceptions import UserFacingError
 from crossdock.models.base import utcnow
 from crossdock.models.xcom import XCom
+from crossdock.runner.context import PREVIOUS_SUCCESS_KEYS
 from crossdock.runner.try_inputs import MAX_INPUTS_CHARS, encode_inputs
 
 #: (task_id, map_index) of a task instance within its run.
@@ -115,26 +116,51 @@ def upstream_order(dag: Any, task_id: str) -> list[str]:
 
 
 def handover_for(dag: Any, task_id: str, values: RunValues, *, conf: Mapping[str, Any] | None,
-                 run_type: str | None, run_id: str = "") -> str | None:
+                 run_type: str | None, run_id: str = "", run: Mapping[str, str] | None = None) -> str | None:
     """The ``--inputs`` word for a try of ``task_id``, or None when it has nothing to be handed
     (no values, no conf, and a run id that names its run type, as crossdock's do)."""
     upstream = upstream_order(dag, task_id)
     chosen = [(parent, map_index, key, text) for parent in upstream
               for map_index, by_key in sorted(values.by_task.get(parent, {}).items())
               for key, text in by_key.items()]
-    if not chosen and not conf and (not run_type or run_id.startswith(f"{run_type}__")):
+    if not chosen and not conf and not run and (not run_type or run_id.startswith(f"{run_type}__")):
         return None
-    word = encode_inputs(conf=conf, run_type=run_type, values=chosen, upstream=upstream)
+    word = encode_inputs(conf=conf, run_type=run_type, values=chosen, upstream=upstream, run=run)
     if len(word) <= MAX_INPUTS_CHARS:
         return word
     direct = set(dag.tasks[task_id].upstream_task_ids)
     kept = [item for item in chosen if item[0] in direct]
     withheld = {item[0] for item in chosen} - direct
-    word = encode_inputs(conf=conf, run_type=run_type, values=kept, upstream=upstream, withheld=withheld)
+    word = encode_inputs(conf=conf, run_type=run_type, values=kept, upstream=upstream, withheld=withheld,
+                         run=run)
     if len(word) > MAX_INPUTS_CHARS:
         raise ValueHandoverError(
             f"the values of the direct upstream tasks of {task_id!r} and the run's conf are {len(word):,} "
             f"characters encoded, over the {MAX_INPUTS_CHARS:,} a task command can carry; push smaller "
             f"values (a path or URI to the data)")
     return word
+
+
+
+# -- what a try cannot look up about its run ------------------------------------------------
+def run_facts(session, dag_run: Any) -> dict[str, str]:
+    """The run's data interval (when it is not just the logical date) and the dates of the
+    DAG's last successful run before it: one query when the run becomes active."""
+    from crossdock.models import DagRun
+
+    facts: dict[str, str] = {}
+    if dag_run.data_interval_start is not None and (
+            dag_run.data_interval_start != dag_run.logical_date or dag_run.data_interval_end != dag_run.logical_date):
+        facts["data_interval_start"] = dag_run.data_interval_start.isoformat()
+        facts["data_interval_end"] = dag_run.data_interval_end.isoformat()
+    previous = session.execute(
+        select(DagRun.data_interval_start, DagRun.data_interval_end, DagRun.start_date, DagRun.end_date)
+        .where(DagRun.dag_id == dag_run.dag_id, DagRun.state == "success",
+               DagRun.logical_date < dag_run.logical_date)
+        .order_by(DagRun.logical_date.desc()).limit(1)).first()
+    if previous is not None:
+        for name, value in zip(PREVIOUS_SUCCESS_KEYS, previous):
+            if value is not None:
+                facts[name] = value.isoformat()
+    return facts
 
