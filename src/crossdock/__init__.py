@@ -21,6 +21,9 @@ _LAZY: dict[str, str] = {
     "TaskFailure": "crossdock.dag.exceptions",
     "DagDefinitionError": "crossdock.dag.exceptions",
     "TriggerRule": "crossdock.dag.trigger_rule",
+    "Variable": "crossdock.secrets.variable",
+    "Connection": "crossdock.secrets.connection",
+    "BaseHook": "crossdock.hooks.base",
     "Param": "crossdock.dag.param",
 }
 

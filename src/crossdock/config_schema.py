@@ -61,6 +61,10 @@ CORE: dict[str, Option] = {
     "strict_config": Option(False, "bool",
                             "A key or section crossdock does not know (in the file or a CROSSDOCK__ "
                             "variable) stops start-up with an error instead of a logged warning."),
+    "sensitive_var_conn_names": Option("", "str",
+                                       "Comma-separated words that also mark a Variable key or connection "
+                                       "extra key as secret (its value masked in task logs), besides "
+                                       "Airflow's password, secret, token, api_key, ..."),
 }
 
 DATABASE: dict[str, Option] = {
@@ -256,6 +260,17 @@ KUBERNETES_LOCAL_RUNTIME: dict[str, Option] = {
                                           "stats and fault hooks stay authenticated."),
 }
 
+SECRETS: dict[str, Option] = {
+    "variables_file": Option("{CROSSDOCK_HOME}/variables.json", "str",
+                             "JSON (or .yaml) file of Variables, read by tries after CROSSDOCK_VAR_<KEY> "
+                             "variables and written by Variable.set and 'crossdock variables'; on "
+                             "Kubernetes, mount a Secret at this path. Empty: no file."),
+    "connections_file": Option("{CROSSDOCK_HOME}/connections.json", "str",
+                               "JSON (or .yaml) file of Connections (URIs or Airflow's JSON form), read "
+                               "after CROSSDOCK_CONN_<ID> variables and written by 'crossdock "
+                               "connections'; on Kubernetes, mount a Secret at this path. Empty: no file."),
+}
+
 #: Every declared section, in the order ``crossdock config list --defaults`` shows them.
 SCHEMA: dict[str, dict[str, Option]] = {
     "core": CORE,
@@ -269,6 +284,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "celery_kubernetes_executor": CELERY_KUBERNETES_EXECUTOR,
     "kubernetes_executor": KUBERNETES_EXECUTOR,
     "kubernetes_local_runtime": KUBERNETES_LOCAL_RUNTIME,
+    "secrets": SECRETS,
 }
 
 #: Sections whose keys are passed through to a library as they are: any key is valid.

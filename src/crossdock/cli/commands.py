@@ -82,6 +82,48 @@ CONFIG = GroupCommand("config", "Read the configuration", [
                                          "help": "print a commented default config file instead"})]),
 ])
 
+VARIABLE_KEY = Arg(("key",), {"help": "the Variable's key"})
+CONN_ID = Arg(("conn_id",), {"help": "the connection id"})
+SHOW_SECRETS = Arg(("--show-secrets",), {"action": "store_true",
+                                         "help": "print passwords and secret values instead of ***"})
+
+VARIABLES = GroupCommand("variables", "Read and write Variables (environment, then [secrets] variables_file)", [
+    ActionCommand("get", "Print a Variable's value", lazy("crossdock.cli.variables_command.get"), [
+        VARIABLE_KEY,
+        Arg(("-d", "--default"), {"help": "print this when the Variable does not exist (instead of failing)"}),
+        Arg(("-j", "--json"), {"action": "store_true", "help": "parse the value as JSON and print it indented"})]),
+    ActionCommand("set", "Set a Variable in the variables file", lazy("crossdock.cli.variables_command.set_variable"), [
+        VARIABLE_KEY, Arg(("value",), {"help": "the value"}),
+        Arg(("-j", "--json"), {"action": "store_true", "help": "the value is JSON: check it and store it as JSON"})]),
+    ActionCommand("list", "List Variables with where each comes from (secret values masked)",
+                  lazy("crossdock.cli.variables_command.list_variables"), [OUTPUT, SHOW_SECRETS]),
+    ActionCommand("delete", "Delete a Variable from the variables file",
+                  lazy("crossdock.cli.variables_command.delete"), [VARIABLE_KEY]),
+    ActionCommand("import", "Set every Variable of a JSON (or .yaml) file in the variables file",
+                  lazy("crossdock.cli.variables_command.import_variables"), [Arg(("file",))]),
+    ActionCommand("export", "Write the variables file's Variables to a JSON file (mode 0600)",
+                  lazy("crossdock.cli.variables_command.export_variables"), [Arg(("file",))]),
+])
+
+CONNECTIONS = GroupCommand("connections", "Read and write Connections "
+                           "(environment, then [secrets] connections_file)", [
+    ActionCommand("get", "Print a connection (password masked)", lazy("crossdock.cli.connections_command.get"),
+                  [CONN_ID, OUTPUT, SHOW_SECRETS]),
+    ActionCommand("add", "Add a connection to the connections file", lazy("crossdock.cli.connections_command.add"), [
+        CONN_ID,
+        Arg(("--conn-uri",), {"help": "the whole connection as a URI: type://login:password@host:port/schema?extra"}),
+        Arg(("--conn-json",), {"help": "the whole connection as Airflow's JSON form"}),
+        Arg(("--conn-type",), {"help": "connection type (postgres, http, ...)"}),
+        Arg(("--conn-host",)), Arg(("--conn-login",)), Arg(("--conn-password",)),
+        Arg(("--conn-port",)), Arg(("--conn-schema",)),
+        Arg(("--conn-extra",), {"help": "extra, a JSON object"}),
+        Arg(("--conn-description",))]),
+    ActionCommand("list", "List connections with where each comes from (no passwords)",
+                  lazy("crossdock.cli.connections_command.list_connections"), [OUTPUT]),
+    ActionCommand("delete", "Delete a connection from the connections file",
+                  lazy("crossdock.cli.connections_command.delete"), [CONN_ID]),
+])
+
 JOBS = GroupCommand("jobs", "Scheduler jobs: which is active, which are hot standbys", [
     ActionCommand("list", "List scheduler jobs with their role (active / standby)",
                   lazy("crossdock.cli.jobs_command.list_jobs"),
@@ -111,4 +153,4 @@ DEMO = ActionCommand("demo", "Run the example DAGs end to end and print a summar
 
 VERSION = ActionCommand("version", "Print crossdock's version", lazy("crossdock.cli.version_command.version"))
 
-COMMANDS = [DB, DAGS, TASKS, CONFIG, JOBS, SCHEDULER, STANDALONE, DEMO, VERSION]
+COMMANDS = [DB, DAGS, TASKS, CONFIG, VARIABLES, CONNECTIONS, JOBS, SCHEDULER, STANDALONE, DEMO, VERSION]
