@@ -54,8 +54,10 @@ def render(args) -> int:
         raise
     except Exception as exc:  # a macro or filter of the DAG's own raised: still one line
         raise CliError(f"cannot render task {args.task_id!r}: {type(exc).__name__}: {exc}") from exc
-    for name, value in template_field_values(task):
-        print(f"# {name}\n{value}")
+    from crossdock.secrets.masking import redact
+
+    for name, value in template_field_values(task):  # secrets the templates read show as ***
+        print(f"# {name}\n{redact(str(value))}")
     return 0
 
 

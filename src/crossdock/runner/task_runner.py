@@ -275,7 +275,13 @@ def _run(task_try: TaskCommand, *, mode: str) -> int:
 
 
 def _report_failure(log_path: Path | None, reason: str | None, exit_code: int) -> int:
-    """Write the failure line, last, on stderr (fd 2, past any Python-level buffering)."""
+    """Write the failure line, last, on stderr (fd 2, past any Python-level buffering).
+
+    The reason becomes the try's failure reason in the database and the UI, so the
+    secrets the try read are masked in it.
+    """
+    from crossdock.secrets.masking import redact
+
     try:
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):
@@ -283,7 +289,7 @@ def _report_failure(log_path: Path | None, reason: str | None, exit_code: int) -
     lines = []
     if log_path is not None:
         lines.append(f"crossdock: task log: {log_path}\n")
-    lines.append(f"{FAILURE_PREFIX}{one_line(reason or '') or 'unknown error'}\n")
+    lines.append(f"{FAILURE_PREFIX}{one_line(redact(reason or '')) or 'unknown error'}\n")
     write_all(2, "".join(lines).encode("utf-8", "replace"))
     return exit_code
 
@@ -305,16 +311,23 @@ def _configure_task_logging():
     """Send the task's ``logging`` records to its output; return the undo function.
 
     The root handlers of a forked parent (a worker's, a scheduler's) point at that
-    parent's files; a task's records belong in the task's own log.
+    parent's files; a task's records belong in the task's own log. Secrets the task
+    reads (connection passwords, secret Variables) are masked in its records and, once
+    one is read, in what it writes through ``sys.stdout``/``sys.stderr``.
     """
+    from crossdock.secrets.masking import RedactingFilter, redact_std_streams
+
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(TASK_LOG_FORMAT))
+    handler.addFilter(RedactingFilter())
     root.handlers = [handler]
     _set_level(root, task_logging_level())
+    plain_streams = redact_std_streams()
 
     def restore() -> None:
+        plain_streams()
         handler.flush()
         root.handlers = saved_handlers
         _set_level(root, saved_level)
