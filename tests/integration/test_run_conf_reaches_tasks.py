@@ -11,7 +11,7 @@ from crossdock import database
 from crossdock.configuration import conf
 from crossdock.runner.task_log import task_log_path_for_key
 
-from kube_executor_support import run_scheduler, run_states
+from kube_executor_support import parse_and_trigger, run_scheduler, run_states
 
 DAG_FILE = '''
 import json
@@ -115,3 +115,30 @@ def test_scheduled_runs_see_their_data_interval_and_the_last_successful_run(cros
     first, second = (seen(run_states("daily", run_id)[1]) for run_id in run_ids)
     assert first == [str(start), str(start + day), "None", False, str(start + day), "scheduled"]
     assert second == [str(start + day), str(start + 2 * day), str(start), True, str(start + 2 * day), "scheduled"]
+
+
+def test_var_and_conn_reach_templates_in_a_try_through_the_scheduler(crossdock_home, monkeypatch):
+    from crossdock.executors.local_executor import LocalExecutor
+
+    folder = crossdock_home / "dags"
+    folder.mkdir()
+    (crossdock_home / "connections.json").write_text(json.dumps(
+        {"my_db": "postgresql://reader:s3cr3t-pass@db.example:5432/sales"}))
+    (folder / "secrets_dag.py").write_text(textwrap.dedent('''
+        from crossdock import DAG, BashOperator
+
+        with DAG("secrets_dag", schedule=None) as dag:
+            BashOperator(task_id="echo", do_xcom_push=False, bash_command=
+                "echo {{ var.value.greeting }} {{ conn.my_db.host }}:{{ conn.my_db.port }} {{ var.json.cfg.n }}")
+    '''))
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
+    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
+    monkeypatch.setenv("CROSSDOCK_VAR_GREETING", "hello")
+    monkeypatch.setenv("CROSSDOCK_VAR_CFG", '{"n": 3}')
+    conf.reload()
+    database.migrate()
+    parse_and_trigger(folder, "secrets_dag")
+    run_scheduler(LocalExecutor(parallelism=2))
+    state, tis = run_states("secrets_dag")
+    assert state == "success", tis["echo"].failure_reason
+    assert "hello db.example:5432 3" in task_log_path_for_key(tis["echo"].key).read_text()

@@ -21,6 +21,7 @@ from crossdock.models.taskinstancekey import NamedByKey, TaskInstanceKey
 from crossdock.runner import macros
 from crossdock.runner.command import TaskCommand, parse_logical_date
 from crossdock.runner.try_inputs import TryInputs
+from crossdock.secrets.context_accessors import ConnectionAccessor, VariableAccessor
 
 if TYPE_CHECKING:
     from crossdock.runner.try_values import TryValues
@@ -142,6 +143,8 @@ def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bo
         "ti": ti,
         "task_instance": ti,
         "dag_run": dag_run,
+        "var": VariableAccessor(),
+        "conn": ConnectionAccessor(),
         "macros": macros,
         "inlets": [],
         "outlets": [],

@@ -30,6 +30,8 @@ PRELOAD_MODULES = (
     "crossdock.runner.templating",
     "crossdock.runner.macros",
     "jinja2.sandbox",
+    # Every try installs the secrets masker on its log handler.
+    "crossdock.secrets.masking",
 )
 
 
