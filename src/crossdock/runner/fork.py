@@ -13,6 +13,7 @@ line there, ``crossdock: task failed: …``, becomes :attr:`ForkResult.reason`.
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -287,6 +288,9 @@ def _child_main(command: list[str], *, stderr_fd: int, parent_pid: int | None, s
     """The forked child: become a clean task process, run the try, ``os._exit``."""
     code = EXIT_CHILD_CRASHED
     try:
+        # Nothing the forking process allocated is collected in the try: finalizing its
+        # garbage could close an fd number the try has since reused (see _isolate_fds).
+        gc.freeze()
         os.setpgid(0, 0)
         if parent_pid is not None:
             _die_with_parent(parent_pid)

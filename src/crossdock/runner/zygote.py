@@ -132,6 +132,10 @@ def start_zygote(*, use_fork: bool = True) -> ZygoteHandle:
     if pid == 0:  # pragma: no cover - the zygote process
         code = 0
         try:
+            # The owner's objects are never collected here: garbage it left (a file or socket
+            # object whose number was closed under it) would close that number when
+            # finalized, by then perhaps a try's pipe. It also keeps their pages shared.
+            gc.freeze()
             owner_end.close()
             if tie_to_owner:
                 # Backstop for an owner killed outright while another process it forked
