@@ -230,7 +230,15 @@ class TaskTable:
                     self.set_state(run, ti, S.REMOVED)
                     changed += 1
                     continue
-                verdict = trigger_rules.evaluate(task.trigger_rule, run.upstream_states(task_id))
+                try:
+                    verdict = trigger_rules.evaluate(task.trigger_rule, run.upstream_states(task_id))
+                except trigger_rules.UnknownTriggerRule as exc:  # user input never stops the scheduler
+                    now = utcnow()
+                    self.set_state(run, ti, S.FAILED, start_date=now, end_date=now, duration=0.0,
+                                   failure_reason=f"{exc}; this crossdock knows "
+                                                  f"{', '.join(sorted(trigger_rules.RULES))}")
+                    changed += 1
+                    continue
                 if verdict == trigger_rules.WAIT:
                     continue
                 if verdict == trigger_rules.RUN:
