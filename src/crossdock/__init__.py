@@ -25,6 +25,12 @@ _LAZY: dict[str, str] = {
     "Connection": "crossdock.secrets.connection",
     "BaseHook": "crossdock.hooks.base",
     "Param": "crossdock.dag.param",
+    "BaseBranchOperator": "crossdock.dag.branch_operators",
+    "BranchPythonOperator": "crossdock.dag.branch_operators",
+    "ShortCircuitOperator": "crossdock.dag.branch_operators",
+    "AirflowException": "crossdock.dag.exceptions",
+    "AirflowSkipException": "crossdock.dag.exceptions",
+    "AirflowFailException": "crossdock.dag.exceptions",
 }
 
 __all__ = ["__version__", *_LAZY]

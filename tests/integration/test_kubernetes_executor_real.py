@@ -27,7 +27,10 @@ from test_kubernetes_executor_pods import (  # noqa: F401 - imported to be colle
     test_pod_killed_mid_task_fails_with_its_exit_code_and_is_retried,
     test_unpullable_image_fails_fast_and_its_pod_is_removed,
 )
-from test_kubernetes_values import test_values_pass_between_pods_through_the_scheduler  # noqa: F401
+from test_kubernetes_values import (  # noqa: F401
+    test_skips_branches_and_fail_without_retry_come_back_from_pods,
+    test_values_pass_between_pods_through_the_scheduler,
+)
 
 pytestmark = pytest.mark.kube_apiserver
 

@@ -11,10 +11,10 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from crossdock.dag.baseoperator import BaseOperator
-from crossdock.dag.exceptions import TaskFailure
+from crossdock.dag.exceptions import AirflowSkipException, TaskFailure
 from crossdock.dag.xcom_arg import XComArg
 from crossdock.processes import group_alive, signal_group
 
@@ -57,6 +57,7 @@ class BashOperator(BaseOperator):
     :param env: environment variables for the command.
     :param append_env: add ``env`` to the worker's environment (True) or use ``env`` alone.
     :param cwd: working directory; default a fresh process's current directory.
+    :param skip_on_exit_code: exit code(s) that end the try as skipped (Airflow's default 99).
 
     ``bash_command``, ``env`` (its values) and ``cwd`` are templates; a ``bash_command``
     ending in ``.sh`` or ``.bash`` names a script file whose content is rendered.
@@ -67,7 +68,8 @@ class BashOperator(BaseOperator):
 
     def __init__(self, task_id: str, bash_command: str | None = None, *,
                  env: Mapping[str, str] | None = None, append_env: bool = True,
-                 cwd: str | None = None, **kwargs: Any):
+                 cwd: str | None = None, skip_on_exit_code: int | Collection[int] | None = 99,
+                 **kwargs: Any):
         super().__init__(task_id, **kwargs)
         if not isinstance(bash_command, XComArg) and (not isinstance(bash_command, str) or not bash_command.strip()):
             raise self._definition_error(f"bash_command must be a non-empty string, not {bash_command!r}")
@@ -77,6 +79,11 @@ class BashOperator(BaseOperator):
         self.env = dict(env) if env is not None else None
         self.append_env = append_env
         self.cwd = cwd
+        codes = () if skip_on_exit_code is None else (
+            (skip_on_exit_code,) if isinstance(skip_on_exit_code, int) else tuple(skip_on_exit_code))
+        if not all(isinstance(code, int) and not isinstance(code, bool) for code in codes):
+            raise self._definition_error(f"skip_on_exit_code must be exit codes, not {skip_on_exit_code!r}")
+        self.skip_on_exit_code: tuple[int, ...] = codes
         self._process: Any = None  # subprocess.Popen while running
 
     def _environment(self, context: Mapping[str, Any]) -> dict[str, str]:
@@ -126,6 +133,9 @@ class BashOperator(BaseOperator):
             if self._process.stdout is not None:
                 self._process.stdout.close()
         log.info("Command exited with return code %s", code)
+        if code in self.skip_on_exit_code:
+            raise AirflowSkipException(f"bash command exited with code {code}, which skips the task "
+                                       f"(skip_on_exit_code)")
         if code != 0:
             raise TaskFailure(f"bash command exited with code {code}")
         return last_line.rstrip("\n") if piped else None

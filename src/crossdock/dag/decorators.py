@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from crossdock.dag.baseoperator import BaseOperator
+from crossdock.dag.branch_operators import BranchPythonOperator, ShortCircuitOperator
 from crossdock.dag.dag import get_current_dag
 from crossdock.dag.exceptions import DagDefinitionError
 from crossdock.dag.python_operator import PythonOperator
@@ -50,16 +51,18 @@ def returns_mapping(function: Callable[..., Any]) -> bool:
 class TaskFunction:
     """A function wrapped by ``@task``: call it to add a task, use ``.function`` to call it directly."""
 
-    def __init__(self, function: Callable[..., Any], operator_kwargs: dict[str, Any]):
+    def __init__(self, function: Callable[..., Any], operator_kwargs: dict[str, Any],
+                 operator_class: type = PythonOperator):
         if not callable(function):
             raise DagDefinitionError(f"@task must decorate a function, not {function!r}")
         self.function = function
         self.operator_kwargs = operator_kwargs
+        self.operator_class = operator_class
         functools.update_wrapper(self, function)
 
     def override(self, **operator_kwargs: Any) -> "TaskFunction":
         """The same function with other operator arguments, e.g. ``f.override(task_id="x")()``."""
-        return TaskFunction(self.function, {**self.operator_kwargs, **operator_kwargs})
+        return TaskFunction(self.function, {**self.operator_kwargs, **operator_kwargs}, self.operator_class)
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         for value in (*args, *kwargs.values()):
@@ -74,7 +77,7 @@ class TaskFunction:
         task_id = _unique_task_id(options.pop("task_id", self.function.__name__), dag)
         # XComArgs among the arguments link the new task to their tasks (op_args and
         # op_kwargs are template fields) and are resolved to values in the try.
-        operator = PythonOperator(task_id, self.function, op_args=args, op_kwargs=kwargs, **options)
+        operator = self.operator_class(task_id, self.function, op_args=args, op_kwargs=kwargs, **options)
         return XComArg(operator)
 
 
@@ -85,5 +88,18 @@ def task(python_callable: Callable[..., Any] | None = None, **operator_kwargs: A
     return TaskFunction(python_callable, operator_kwargs)
 
 
+def _flavour(operator_class: type) -> Callable[..., Any]:
+    """``@task.branch``-style decorators: ``@task`` with another operator class."""
+    def decorate(python_callable: Callable[..., Any] | None = None, **operator_kwargs: Any) -> Any:
+        if python_callable is None:
+            return lambda function: TaskFunction(function, operator_kwargs, operator_class)
+        return TaskFunction(python_callable, operator_kwargs, operator_class)
+    return decorate
+
+
 #: Airflow spells the Python flavour ``@task.python``.
 task.python = task  # type: ignore[attr-defined]
+#: ``@task.branch``: the function returns the task id(s) to follow (BranchPythonOperator).
+task.branch = _flavour(BranchPythonOperator)  # type: ignore[attr-defined]
+#: ``@task.short_circuit``: downstream runs only when the function returns something truthy.
+task.short_circuit = _flavour(ShortCircuitOperator)  # type: ignore[attr-defined]

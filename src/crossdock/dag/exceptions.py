@@ -98,3 +98,20 @@ class TaskFailure(CrossdockError):
 
 class XComError(TaskFailure, UserFacingError):
     """A value could not be pushed or pulled; the message names the task, the key and why."""
+
+
+class AirflowException(CrossdockError):
+    """Airflow's base exception, for DAG code that raises or catches it by that name."""
+
+
+class AirflowSkipException(AirflowException):
+    """Raised by a task to end its try as ``skipped`` (not failed); downstream trigger rules decide the rest."""
+
+
+class AirflowFailException(AirflowException, TaskFailure):
+    """Raised by a task to fail at once, without its retries."""
+
+
+#: Ends the failure reason of a try that must not be retried (an AirflowFailException);
+#: the scheduler reads it from the reason, which every executor carries back.
+NO_RETRY_MARK = "(AirflowFailException: not retried)"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from crossdock.configuration import ConfigError, conf
-from crossdock.dag.exceptions import XComError
+from crossdock.dag.exceptions import NO_RETRY_MARK, AirflowFailException, AirflowSkipException, XComError
 from crossdock.dag.xcom_values import XCOM_RETURN_KEY
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import (
@@ -192,6 +192,15 @@ def _execute(task_try: TaskCommand, *, hostname: str, test_mode: bool = False) -
             return Outcome(EXIT_SUCCESS, values=values)
         print(f"crossdock: task called sys.exit({exc.code!r})", file=sys.stderr)
         return Outcome(EXIT_TASK_FAILED, f"task exited with {exc.code!r}")
+    except AirflowSkipException as exc:
+        reason = one_line(str(exc)) or "the task skipped itself"
+        print(f"crossdock: skipped: {reason}", file=sys.stderr)
+        values.mark_skipped(reason)
+        return Outcome(EXIT_SUCCESS, values=values)
+    except AirflowFailException as exc:
+        reason = f"{one_line(str(exc)) or type(exc).__name__} {NO_RETRY_MARK}"
+        print(f"crossdock: {reason}", file=sys.stderr)
+        return Outcome(EXIT_TASK_FAILED, reason)
     except BaseException as exc:
         if _is_task_failure(exc):  # an expected failure: its message says it all
             reason = one_line(str(exc)) or type(exc).__name__
@@ -256,7 +265,9 @@ def _run(task_try: TaskCommand, *, mode: str) -> int:
                 outcome = Outcome(EXIT_TASK_FAILED, exc.reason)
             elapsed = time.monotonic() - started
             try:
-                if outcome.exit_code == EXIT_SUCCESS:
+                if outcome.values is not None and outcome.values.outcome.get("state") == "skipped":
+                    _say(f"task skipped in {elapsed:.3f}s: {outcome.values.outcome['reason']}")
+                elif outcome.exit_code == EXIT_SUCCESS:
                     _say(f"task succeeded in {elapsed:.3f}s")
                 else:
                     _say(f"task failed in {elapsed:.3f}s: {outcome.reason}")

@@ -24,6 +24,10 @@ log = logging.getLogger("crossdock.task")
 
 #: Start of the runner's line that carries a successful try's pushed values.
 VALUES_PREFIX = "crossdock: task values: "
+#: The key, inside the values line, of how the try ended when that is more than "success":
+#: ``{"state": "skipped", "reason": ...}``, or a branch's ``{"follow": [task ids]}``, or a
+#: short-circuit's ``{"skip_descendants": true}``. No XCom may use it.
+OUTCOME_KEY = "__crossdock_outcome__"
 #: The most bytes of values one try may push in all (each value is also held to ``[core] max_xcom_size``).
 MAX_TRY_VALUES_BYTES = 512 * 1024
 
@@ -41,11 +45,26 @@ class TryValues:
         self.value_limit = value_limit
         #: key → XCom text, in push order (a key pushed again replaces its value).
         self.pushed: dict[str, str] = {}
+        #: How the try ended beyond success (see :data:`OUTCOME_KEY`); reported with the values.
+        self.outcome: dict[str, Any] = {}
+
+    def follow_only(self, task_ids: Iterable[str]) -> None:
+        """A branch chose ``task_ids``: the scheduler skips the task's other downstream tasks."""
+        self.outcome["follow"] = sorted(set(task_ids))
+
+    def skip_descendants(self) -> None:
+        """A short-circuit: every task downstream of this one is skipped, whatever its rule."""
+        self.outcome["skip_descendants"] = True
+
+    def mark_skipped(self, reason: str) -> None:
+        self.outcome.update(state="skipped", reason=reason)
 
     # -- pushing -----------------------------------------------------------------
     def push(self, key: str, value: Any) -> None:
         if not isinstance(key, str) or not key:
             raise XComError(f"task {self.task_id!r}: an XCom key must be a non-empty string, not {key!r}")
+        if key == OUTCOME_KEY:
+            raise XComError(f"task {self.task_id!r}: the XCom key {key!r} is crossdock's own")
         self.pushed[key] = serialize_value(value, what=f"XCom {key!r} of task {self.task_id!r}",
                                            limit=self.value_limit)
         total = sum(len(text) for text in self.pushed.values())
@@ -115,14 +134,20 @@ class TryValues:
 # -- the report line ---------------------------------------------------------------------
 def values_line(values: TryValues | None) -> str | None:
     """The runner's stderr line reporting the pushed values; None when nothing was pushed."""
-    if values is None or not values.pushed:
+    if values is None or not (values.pushed or values.outcome):
         return None
-    body = ",".join(f"{json.dumps(key)}:{text}" for key, text in values.pushed.items())
+    parts = [f"{json.dumps(key)}:{text}" for key, text in values.pushed.items()]
+    if values.outcome:
+        parts.append(f"{json.dumps(OUTCOME_KEY)}:{json.dumps(values.outcome)}")
+    body = ",".join(parts)
     return f"{VALUES_PREFIX}{{{body}}}\n"
 
 
 def values_from_output(text: str | bytes | None) -> dict[str, str] | None:
     """key → XCom text from a try's output (its last values line), None when it reported none.
+
+    The try's outcome, when it reported one, is under :data:`OUTCOME_KEY` (as JSON text too);
+    :func:`split_outcome` takes it out.
 
     Each value is re-serialized on its own, so the scheduler stores exactly the text the
     try made, whatever channel carried it.
@@ -142,3 +167,15 @@ def values_from_output(text: str | bytes | None) -> dict[str, str] | None:
     if not isinstance(data, dict):
         return None
     return {str(key): json.dumps(value, separators=(",", ":"), ensure_ascii=False) for key, value in data.items()}
+
+
+def split_outcome(values: dict[str, str] | None) -> tuple[dict[str, str] | None, dict[str, Any]]:
+    """(the XComs, the outcome) of what a try reported; the outcome is {} for a plain success."""
+    if not values or OUTCOME_KEY not in values:
+        return values, {}
+    values = dict(values)
+    try:
+        outcome = json.loads(values.pop(OUTCOME_KEY))
+    except ValueError:
+        outcome = {}
+    return values or None, outcome if isinstance(outcome, dict) else {}

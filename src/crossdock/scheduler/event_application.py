@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from crossdock.dag.exceptions import NO_RETRY_MARK
 from crossdock.executors.task_event import TaskEvent
 from crossdock.models.base import utcnow
 from crossdock.models.taskinstancekey import TaskInstanceKey
+from crossdock.runner.try_values import split_outcome
+from crossdock.scheduler.active_run import ActiveRun
 from crossdock.scheduler.task_table import TaskTable
 from crossdock.state import TaskInstanceState as S
 
@@ -59,13 +62,23 @@ class EventApplier:
         start = ti.start_date or ti.queued_dttm or now
         duration = max(0.0, (now - start).total_seconds())
         if state == S.SUCCESS:
-            if event.result:
-                run.values.store((ti.task_id, ti.map_index), event.result)
+            values, outcome = split_outcome(event.result)
+            if values:
+                run.values.store((ti.task_id, ti.map_index), values)
                 table.values_changed(run)
-            table.set_state(run, ti, S.SUCCESS, start_date=start, end_date=now, duration=duration,
-                            hostname=ti.hostname or event.hostname, pid=ti.pid or event.pid)
+            where = {"hostname": ti.hostname or event.hostname, "pid": ti.pid or event.pid}
+            if outcome.get("state") == S.SKIPPED:  # the task skipped itself (AirflowSkipException)
+                table.set_state(run, ti, S.SKIPPED, start_date=start, end_date=now, duration=duration,
+                                failure_reason=outcome.get("reason"), **where)
+                return 1
+            table.set_state(run, ti, S.SUCCESS, start_date=start, end_date=now, duration=duration, **where)
+            skip_unchosen(table, run, ti.task_id, outcome, now)
             return 1
         reason = event.reason or f"task failed ({state})"
+        if NO_RETRY_MARK in reason:  # AirflowFailException: failed now, its retries unspent
+            table.set_state(run, ti, S.FAILED, start_date=start, end_date=now, duration=duration,
+                            failure_reason=reason)
+            return 1
         losses = self._losses.get(ti.id, 0)
         if event.infrastructure_loss and losses < self.uncharged_losses:
             self._losses[ti.id] = losses + 1
@@ -85,3 +98,33 @@ class EventApplier:
             table.set_state(run, ti, S.FAILED, start_date=start, end_date=now, duration=duration,
                             failure_reason=reason)
         return 1
+
+
+def skip_unchosen(table: TaskTable, run: ActiveRun, task_id: str, outcome: dict, now) -> None:
+    """Skip what a branch did not choose, or everything after a short-circuit, as Airflow's
+    SkipMixin does: a branch's other direct downstream tasks, except those that are also
+    downstream of a chosen one (the join after an empty branch still runs)."""
+    if outcome.get("skip_descendants"):
+        to_skip = descendants(run.dag, [task_id])
+    elif "follow" in outcome:
+        chosen = set(outcome.get("follow") or ())
+        to_skip = run.downstream_ids(task_id) - chosen - descendants(run.dag, chosen)
+    else:
+        return
+    for skipped_id in sorted(to_skip):
+        other = run.tis.get((skipped_id, -1))
+        if other is not None and other.state is None:
+            table.set_state(run, other, S.SKIPPED, start_date=now, end_date=now, duration=0.0)
+
+
+def descendants(dag, task_ids) -> set[str]:
+    """Every task downstream of ``task_ids``, direct or not."""
+    found: set[str] = set()
+    pending = list(task_ids)
+    while pending:
+        task = dag.tasks.get(pending.pop())
+        for child in task.downstream_task_ids if task is not None else ():
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
