@@ -61,6 +61,11 @@ CORE: dict[str, Option] = {
     "strict_config": Option(False, "bool",
                             "A key or section crossdock does not know (in the file or a CROSSDOCK__ "
                             "variable) stops start-up with an error instead of a logged warning."),
+    "airflow_import_alias": Option(False, "bool",
+                                   "airflow.* imports in DAG files and task tries resolve to crossdock's "
+                                   "equivalents, so Airflow 2.x DAG files run unchanged (a name crossdock "
+                                   "lacks fails the import); files naming 'airflow' and 'dag' are scanned "
+                                   "as DAG files too. Never shadows a real Airflow installed beside it."),
     "sensitive_var_conn_names": Option("", "str",
                                        "Comma-separated words that also mark a Variable key or connection "
                                        "extra key as secret (its value masked in task logs), besides "

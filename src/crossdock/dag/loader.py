@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from crossdock.dag import airflow_alias
 from crossdock.dag.dag import DAG, _open_dags, collect_created_dags
 from crossdock.dag.exceptions import DagDefinitionError, DagFileError, DagNotFound
 
@@ -63,14 +64,16 @@ def _read_ignore_patterns(folder: str) -> list[re.Pattern[str]]:
     return patterns
 
 
-def might_contain_dag(path: str) -> bool:
-    """True if the file mentions both 'dag' and 'crossdock' (any case)."""
+def might_contain_dag(path: str, *, airflow_files: bool = False) -> bool:
+    """True if the file mentions both 'dag' and 'crossdock' (any case), or, with
+    ``airflow_files`` (the import alias is on), both 'dag' and 'airflow'."""
     try:
         with open(path, "rb") as handle:
             content = handle.read().lower()
     except OSError:
         return False
-    return all(word in content for word in SAFE_MODE_WORDS)
+    word_sets = (SAFE_MODE_WORDS, airflow_alias.AIRFLOW_SAFE_MODE_WORDS) if airflow_files else (SAFE_MODE_WORDS,)
+    return any(all(word in content for word in words) for words in word_sets)
 
 
 def find_dag_file_paths(folder: str | os.PathLike[str], *, safe_mode: bool = True) -> list[str]:
@@ -79,9 +82,13 @@ def find_dag_file_paths(folder: str | os.PathLike[str], *, safe_mode: bool = Tru
     Skips hidden entries and ``__pycache__``, files matched by a ``.crossdockignore``
     regex (it applies to its own folder and everything below, matched with
     ``re.search`` against the path relative to that folder), and, with ``safe_mode``,
-    files that do not mention both "dag" and "crossdock".
+    files that do not mention both "dag" and "crossdock" (or "dag" and "airflow" under
+    ``[core] airflow_import_alias``).
     """
     root = os.path.abspath(os.fspath(folder))
+    airflow_files = safe_mode and airflow_alias.enabled()
+    if airflow_files:
+        airflow_alias.report_real_airflow()  # the scan runs in the scheduler, whose log users read
     if os.path.isfile(root):
         return [root] if root.endswith(".py") else []
     found: list[str] = []
@@ -111,7 +118,7 @@ def find_dag_file_paths(folder: str | os.PathLike[str], *, safe_mode: bool = Tru
             if not name.endswith(".py") or name.startswith("."):
                 continue
             path = os.path.join(current, name)
-            if ignored(path) or (safe_mode and not might_contain_dag(path)):
+            if ignored(path) or (safe_mode and not might_contain_dag(path, airflow_files=airflow_files)):
                 continue
             found.append(path)
     return sorted(found)
@@ -165,6 +172,7 @@ def load_dags_from_file(path: str | os.PathLike[str]) -> dict[str, DAG]:
     except OSError as exc:
         raise DagFileError(path, f"cannot read the file: {exc.strerror or exc}") from None
     _add_dags_folder_to_path()
+    airflow_alias.ensure_configured()
     name = _module_name(path)
     try:
         code = compile(source, path, "exec", dont_inherit=True)
