@@ -31,6 +31,14 @@ _LAZY: dict[str, str] = {
     "AirflowException": "crossdock.dag.exceptions",
     "AirflowSkipException": "crossdock.dag.exceptions",
     "AirflowFailException": "crossdock.dag.exceptions",
+    "AirflowSensorTimeout": "crossdock.dag.exceptions",
+    "BaseSensorOperator": "crossdock.dag.sensors",
+    "PythonSensor": "crossdock.dag.sensors",
+    "BashSensor": "crossdock.dag.sensors",
+    "DateTimeSensor": "crossdock.dag.sensors",
+    "TimeDeltaSensor": "crossdock.dag.sensors",
+    "FileSensor": "crossdock.dag.sensors",
+    "PokeReturnValue": "crossdock.dag.sensors",
 }
 
 __all__ = ["__version__", *_LAZY]

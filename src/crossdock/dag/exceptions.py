@@ -115,3 +115,16 @@ class AirflowFailException(AirflowException, TaskFailure):
 #: Ends the failure reason of a try that must not be retried (an AirflowFailException);
 #: the scheduler reads it from the reason, which every executor carries back.
 NO_RETRY_MARK = "(AirflowFailException: not retried)"
+
+
+class AirflowSensorTimeout(AirflowFailException):
+    """A sensor waited past its ``timeout``: it fails without retries, as in Airflow."""
+
+
+class AirflowRescheduleException(AirflowException):
+    """A sensor in ``reschedule`` mode gives its slot back until ``reschedule_date``."""
+
+    def __init__(self, reschedule_date, first_poke=None):
+        super().__init__(f"rescheduled to {reschedule_date}")
+        self.reschedule_date = reschedule_date
+        self.first_poke = first_poke

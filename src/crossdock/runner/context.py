@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 #: Dates of the DAG's last successful run before the try's (Airflow's context keys).
 PREVIOUS_SUCCESS_KEYS = ("prev_data_interval_start_success", "prev_data_interval_end_success",
                          "prev_start_date_success", "prev_end_date_success")
+#: The dates of the run a scheduler hands over (others in ``TryInputs.run`` are not dates).
+RUN_DATE_KEYS = frozenset({"data_interval_start", "data_interval_end", *PREVIOUS_SUCCESS_KEYS})
 #: The run types a crossdock-made run id starts with (Airflow's ``DagRunType`` values).
 RUN_TYPES = frozenset({"manual", "scheduled", "backfill", "dataset_triggered"})
 #: A run id made by crossdock ends in its logical date: ``manual__2024-01-01T00:00:00+00:00``.
@@ -120,7 +122,8 @@ def build_context(*, dag: Any, task: Any, ti: RuntimeTaskInstance, test_mode: bo
     inputs = inputs or TryInputs()
     run_conf = dict(inputs.conf or {})
     params = task_params(dag, task, run_conf)
-    facts = {name: parse_logical_date(text) for name, text in inputs.run.items()}
+    facts = {name: parse_logical_date(text) for name, text in inputs.run.items()
+             if name in RUN_DATE_KEYS and text}
     interval_start = facts.get("data_interval_start", ti.logical_date)
     interval_end = facts.get("data_interval_end", ti.logical_date)
     dag_run = RuntimeDagRun(dag_id=ti.dag_id, run_id=ti.run_id, logical_date=ti.logical_date, conf=run_conf,

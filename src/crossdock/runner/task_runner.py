@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from crossdock.configuration import ConfigError, conf
-from crossdock.dag.exceptions import NO_RETRY_MARK, AirflowFailException, AirflowSkipException, XComError
+from crossdock.dag.exceptions import (
+    NO_RETRY_MARK,
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSkipException,
+    XComError,
+)
 from crossdock.dag.xcom_values import XCOM_RETURN_KEY
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.command import (
@@ -192,6 +198,9 @@ def _execute(task_try: TaskCommand, *, hostname: str, test_mode: bool = False) -
             return Outcome(EXIT_SUCCESS, values=values)
         print(f"crossdock: task called sys.exit({exc.code!r})", file=sys.stderr)
         return Outcome(EXIT_TASK_FAILED, f"task exited with {exc.code!r}")
+    except AirflowRescheduleException as exc:  # a sensor gives its slot back until its next poke
+        values.reschedule(exc.reschedule_date, exc.first_poke)
+        return Outcome(EXIT_SUCCESS, values=values)
     except AirflowSkipException as exc:
         reason = one_line(str(exc)) or "the task skipped itself"
         print(f"crossdock: skipped: {reason}", file=sys.stderr)
@@ -265,8 +274,11 @@ def _run(task_try: TaskCommand, *, mode: str) -> int:
                 outcome = Outcome(EXIT_TASK_FAILED, exc.reason)
             elapsed = time.monotonic() - started
             try:
-                if outcome.values is not None and outcome.values.outcome.get("state") == "skipped":
+                ended = outcome.values.outcome.get("state") if outcome.values is not None else None
+                if ended == "skipped":
                     _say(f"task skipped in {elapsed:.3f}s: {outcome.values.outcome['reason']}")
+                elif ended == "up_for_reschedule":
+                    _say(f"task rescheduled to {outcome.values.outcome['reschedule_at']} after {elapsed:.3f}s")
                 elif outcome.exit_code == EXIT_SUCCESS:
                     _say(f"task succeeded in {elapsed:.3f}s")
                 else:

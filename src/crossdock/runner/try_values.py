@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any, Iterable
 
 from crossdock.dag.exceptions import XComError
@@ -58,6 +59,11 @@ class TryValues:
 
     def mark_skipped(self, reason: str) -> None:
         self.outcome.update(state="skipped", reason=reason)
+
+    def reschedule(self, due: datetime, first_poke: datetime | None) -> None:
+        """A sensor in reschedule mode: poke again at ``due``; its timeout counts from ``first_poke``."""
+        self.outcome.update(state="up_for_reschedule", reschedule_at=due.isoformat(),
+                            first_poke=first_poke.isoformat() if first_poke else None)
 
     # -- pushing -----------------------------------------------------------------
     def push(self, key: str, value: Any) -> None:

@@ -31,6 +31,9 @@ class ActiveRun:
         self.values = RunValues()
         #: What a try cannot look up about its run (see :func:`~crossdock.scheduler.value_handover.run_facts`).
         self.facts: dict[str, str] = {}
+        #: (task_id, map_index) of a sensor in reschedule mode → its first poke and poke count,
+        #: handed to its next try (kept in memory only).
+        self.sensors: dict[tuple[str, int], dict[str, str]] = {}
 
     @property
     def dag_id(self) -> str:

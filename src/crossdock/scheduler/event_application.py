@@ -10,7 +10,7 @@ queued is (design principle 10); a task that keeps killing its workers is charge
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from crossdock.dag.exceptions import NO_RETRY_MARK
 from crossdock.executors.task_event import TaskEvent
@@ -67,6 +67,17 @@ class EventApplier:
                 run.values.store((ti.task_id, ti.map_index), values)
                 table.values_changed(run)
             where = {"hostname": ti.hostname or event.hostname, "pid": ti.pid or event.pid}
+            slot = (ti.task_id, ti.map_index)
+            if outcome.get("state") == S.UP_FOR_RESCHEDULE:  # a sensor's slot is free until its next poke
+                due = datetime.fromisoformat(outcome["reschedule_at"])
+                sensor = run.sensors.setdefault(slot, {"sensor_first_poke": outcome.get("first_poke") or "",
+                                                       "sensor_pokes": "0"})
+                sensor["sensor_pokes"] = str(int(sensor["sensor_pokes"]) + 1)
+                table.set_state(run, ti, S.UP_FOR_RESCHEDULE, start_date=start, end_date=now, duration=duration,
+                                next_retry_at=due, max_tries=ti.max_tries + 1, **where)
+                table.push_retry(ti, due)
+                return 1
+            run.sensors.pop(slot, None)
             if outcome.get("state") == S.SKIPPED:  # the task skipped itself (AirflowSkipException)
                 table.set_state(run, ti, S.SKIPPED, start_date=start, end_date=now, duration=duration,
                                 failure_reason=outcome.get("reason"), **where)
@@ -75,6 +86,7 @@ class EventApplier:
             skip_unchosen(table, run, ti.task_id, outcome, now)
             return 1
         reason = event.reason or f"task failed ({state})"
+        run.sensors.pop((ti.task_id, ti.map_index), None)
         if NO_RETRY_MARK in reason:  # AirflowFailException: failed now, its retries unspent
             table.set_state(run, ti, S.FAILED, start_date=start, end_date=now, duration=duration,
                             failure_reason=reason)
@@ -104,17 +116,24 @@ def skip_unchosen(table: TaskTable, run: ActiveRun, task_id: str, outcome: dict,
     """Skip what a branch did not choose, or everything after a short-circuit, as Airflow's
     SkipMixin does: a branch's other direct downstream tasks, except those that are also
     downstream of a chosen one (the join after an empty branch still runs)."""
-    if outcome.get("skip_descendants"):
-        to_skip = descendants(run.dag, [task_id])
-    elif "follow" in outcome:
-        chosen = set(outcome.get("follow") or ())
-        to_skip = run.downstream_ids(task_id) - chosen - descendants(run.dag, chosen)
-    else:
-        return
-    for skipped_id in sorted(to_skip):
+    for skipped_id in sorted(unchosen_task_ids(run.dag, task_id, outcome)):
         other = run.tis.get((skipped_id, -1))
         if other is not None and other.state is None:
             table.set_state(run, other, S.SKIPPED, start_date=now, end_date=now, duration=0.0)
+
+
+def unchosen_task_ids(dag, task_id: str, outcome: dict) -> set[str]:
+    """The tasks a successful try's ``outcome`` skips: everything downstream of a
+    short-circuit; a branch's direct downstream tasks that it did not choose and that are
+    not downstream of one it chose. Empty for a plain success. Reads only the DAG."""
+    if outcome.get("skip_descendants"):
+        return descendants(dag, [task_id])
+    if "follow" not in outcome:
+        return set()
+    chosen = set(outcome.get("follow") or ())
+    task = dag.tasks.get(task_id)
+    downstream = task.downstream_task_ids if task is not None else frozenset()
+    return set(downstream) - chosen - descendants(dag, chosen)
 
 
 def descendants(dag, task_ids) -> set[str]:

@@ -84,7 +84,8 @@ class TaskQueuer:
             self.table.values_changed(run)
         try:
             inputs = handover_for(run.dag, ti.task_id, run.values, conf=run.dag_run.conf,
-                                  run_type=run.dag_run.run_type, run_id=run.run_id, run=run.facts)
+                                  run_type=run.dag_run.run_type, run_id=run.run_id,
+                                  run={**run.facts, **run.sensors.get(slot, {})})
         except ValueHandoverError as exc:
             self.table.set_state(run, ti, S.FAILED, end_date=now, start_date=now, duration=0.0,
                                  try_number=ti.try_number + 1, failure_reason=str(exc))

@@ -31,6 +31,8 @@ log = logging.getLogger("crossdock.scheduler")
 StateListener = Callable[[TaskInstance, "str | None", str], None]
 Entry = tuple[ActiveRun, TaskInstance]
 BUSY_STATES = (S.QUEUED, S.RUNNING)
+#: States that wait for a due time in the retry heap: a retry, a sensor's next poke.
+WAITING_STATES = (S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE)
 
 
 class TaskTable:
@@ -118,7 +120,7 @@ class TaskTable:
                 self.queued_ids.add(ti.id)
         elif state == S.SCHEDULED:
             self.push_ready(ti)
-        elif state == S.UP_FOR_RETRY:
+        elif state in WAITING_STATES:
             self.push_retry(ti, ti.next_retry_at or utcnow())
         elif state is None:
             run.pending_checks.add(ti.task_id)
@@ -208,7 +210,7 @@ class TaskTable:
         while self._retry_heap and self._retry_heap[0][0] <= now:
             _due, _seq, ti_id = heapq.heappop(self._retry_heap)
             entry = self._by_id.get(ti_id)
-            if entry is None or entry[1].state != S.UP_FOR_RETRY:
+            if entry is None or entry[1].state not in WAITING_STATES:
                 continue
             run, ti = entry
             self.reschedule(run, ti, next_retry_at=None)
