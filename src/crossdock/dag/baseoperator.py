@@ -14,7 +14,9 @@ from datetime import timedelta
 from typing import Any, Sequence, Union
 
 from crossdock.dag.dag import DAG, _NOTSET, check_id, get_current_dag
+from crossdock.dag.dependency_mixin import DependencyMixin
 from crossdock.dag.exceptions import DagCycleError, DagDefinitionError
+from crossdock.dag.task_group import TaskGroup, group_for_new_task
 from crossdock.dag.trigger_rule import TRIGGER_RULES, TriggerRule
 from crossdock.dag.weight_rule import WEIGHT_RULES, WeightRule
 from crossdock.dag.xcom_arg import XComArg, xcom_args_in
@@ -52,21 +54,32 @@ def _where(dag_id: str | None, task_id: str) -> str:
     return f"DAG {dag_id!r}, task {task_id!r}" if dag_id else f"task {task_id!r}"
 
 
-def _flatten(items: object) -> list["BaseOperator"]:
+def linked_tasks(items: object, *, other: object, upstream: bool) -> list["BaseOperator"]:
+    """The tasks ``items`` stand for when linked to ``other``; ``upstream``: items come first.
+
+    Besides tasks, XComArgs and lists of them, anything with a ``relate(other,
+    upstream=...)`` method may be linked: it says which of its tasks take part (a task
+    group: its leaves when upstream, its roots when downstream) and may make edges of
+    its own (an edge label joins the tasks on its two sides, then stands for none).
+    """
     if isinstance(items, BaseOperator):
         return [items]
     if isinstance(items, XComArg):
-        return [items.operator]
+        return linked_tasks(items.operator, other=other, upstream=upstream)
     if isinstance(items, (list, tuple, set, frozenset)):
         found: list[BaseOperator] = []
         for item in items:
-            found.extend(_flatten(item))
+            found.extend(linked_tasks(item, other=other, upstream=upstream))
         return found
-    raise TypeError(f"can only link tasks to tasks or lists of tasks, not {type(items).__name__} {items!r}")
+    relate = getattr(items, "relate", None)
+    if callable(relate) and not isinstance(items, type):
+        return list(relate(other, upstream=upstream))
+    raise TypeError(f"can only link tasks to tasks, task groups, edge labels or lists of them, "
+                    f"not {type(items).__name__} {items!r}")
 
 
-class BaseOperator:
-    """One task. Subclasses implement :meth:`execute`.
+class BaseOperator(DependencyMixin):
+    """One task. Subclasses implement :meth:`execute`; ``>>`` and ``<<`` link tasks.
 
     :param task_id: name of the task, unique within its DAG.
     :param dag: the DAG to join; default is the DAG of the enclosing ``with DAG(...)`` block.
@@ -86,7 +99,11 @@ class BaseOperator:
     :param executor_config: per-executor settings, e.g. ``{"pod_override": ...}`` for Kubernetes.
     :param executor: name of the executor to use instead of the queue-based choice.
     :param trigger_rule: when the task may run given its upstream states.
-    :param doc: free text describing the task.
+    :param doc: free text describing the task; ``doc_md``, ``doc_rst``, ``doc_json`` and
+        ``doc_yaml`` are kept as given too, as Airflow's documentation attributes.
+    :param task_group: the group to join; default the innermost open ``with TaskGroup(...)``
+        of the task's DAG. The group's id prefixes the task_id, and its ``default_args``
+        come between the DAG's and the operator's.
     :param do_xcom_push: push what :meth:`execute` returns as the ``return_value`` XCom.
     :param multiple_outputs: also push each key of the dict :meth:`execute` returns.
     :param params: the task's params, over the DAG's (``context["params"]``).
@@ -124,17 +141,27 @@ class BaseOperator:
         do_xcom_push: bool = _NOTSET,
         multiple_outputs: bool = _NOTSET,
         params: dict[str, Any] | None = None,
+        task_group: TaskGroup | None = None,
+        doc_md: str | None = _NOTSET,
+        doc_rst: str | None = _NOTSET,
+        doc_json: str | None = _NOTSET,
+        doc_yaml: str | None = _NOTSET,
     ):
         dag = dag if dag is not None else get_current_dag()
         if dag is not None and not isinstance(dag, DAG):
             raise DagDefinitionError(f"task {task_id!r}: dag must be a DAG, not {type(dag).__name__}")
+        dag, group = group_for_new_task(dag, task_group)
         dag_id = dag.dag_id if dag is not None else None
         self.task_id: str = check_id(task_id, kind="task_id", dag_id=dag_id)
-        where = _where(dag_id, task_id)
+        if group is not None:
+            self.task_id = check_id(group.child_id(self.task_id), kind="task_id", dag_id=dag_id)
+        where = _where(dag_id, self.task_id)
 
         defaults: dict[str, Any] = {}
         if dag is not None:
             defaults.update(dag.default_args)
+        if group is not None:
+            defaults.update(group.default_args)
         if default_args:
             defaults.update(default_args)
 
@@ -194,6 +221,10 @@ class BaseOperator:
             raise DagDefinitionError(f"{where}: trigger_rule {self.trigger_rule!r} is not one of "
                                      f"{', '.join(sorted(TRIGGER_RULES))}")
         self.doc: str | None = pick("doc", doc, None)
+        self.doc_md: str | None = pick("doc_md", doc_md, None)
+        self.doc_rst: str | None = pick("doc_rst", doc_rst, None)
+        self.doc_json: str | None = pick("doc_json", doc_json, None)
+        self.doc_yaml: str | None = pick("doc_yaml", doc_yaml, None)
         self.do_xcom_push: bool = bool(pick("do_xcom_push", do_xcom_push, True))
         self.multiple_outputs: bool = bool(pick("multiple_outputs", multiple_outputs, False))
         if params is not None and not isinstance(params, dict):
@@ -203,8 +234,11 @@ class BaseOperator:
         self._dag: DAG | None = None
         self._upstream: dict[str, BaseOperator] = {}
         self._downstream: dict[str, BaseOperator] = {}
+        self.task_group: TaskGroup | None = None
         if dag is not None:
             dag.add_task(self)
+        if group is not None:
+            group.add(self)
         if type(self) is BaseOperator:
             self._link_template_xcom_args()
 
@@ -288,32 +322,12 @@ class BaseOperator:
         return list(self._downstream.values())
 
     def set_downstream(self, others: TaskOrTasks) -> None:
-        for other in _flatten(others):
+        for other in linked_tasks(others, other=self, upstream=False):
             _link(self, other)
 
     def set_upstream(self, others: TaskOrTasks) -> None:
-        for other in _flatten(others):
+        for other in linked_tasks(others, other=self, upstream=True):
             _link(other, self)
-
-    def __rshift__(self, other: TaskOrTasks) -> TaskOrTasks:
-        """``self >> other``: other runs after self; returns other so chains read left to right."""
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other: TaskOrTasks) -> TaskOrTasks:
-        """``self << other``: self runs after other."""
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other: TaskOrTasks) -> "BaseOperator":
-        """``[a, b] >> self``."""
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other: TaskOrTasks) -> "BaseOperator":
-        """``[a, b] << self``."""
-        self.set_downstream(other)
-        return self
 
     def get_flat_relatives(self, *, upstream: bool) -> list["BaseOperator"]:
         """Every task reachable upstream (or downstream) of this one, each once."""

@@ -26,6 +26,7 @@ from crossdock.dag.schedule import Schedule, normalize_schedule
 
 if TYPE_CHECKING:
     from crossdock.dag.baseoperator import BaseOperator
+    from crossdock.dag.task_group import TaskGroup
 
 #: What a dag_id or task_id may look like: it ends up in file names, pod labels and URLs.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,250}")
@@ -115,6 +116,7 @@ class DAG:
         ``[core] max_active_tasks_per_dag``.
     :param tags: labels shown by ``crossdock dags list``.
     :param description: one line shown beside the DAG.
+    :param doc_md: longer documentation of the DAG, in Markdown (kept with the serialized DAG).
     :param params: values handed to every task as ``context["params"]``, each a plain value
         or a :class:`~crossdock.dag.param.Param` with a JSON Schema; a run's conf overrides
         them (``[core] dag_run_conf_overrides_params``). ``default_args["params"]`` is
@@ -146,6 +148,7 @@ class DAG:
         user_defined_macros: dict[str, Any] | None = None,
         user_defined_filters: dict[str, Any] | None = None,
         render_template_as_native_obj: bool = False,
+        doc_md: str | None = None,
     ):
         self.dag_id: str = check_id(dag_id, kind="dag_id")
         if schedule is not _NOTSET and schedule_interval is not _NOTSET:
@@ -182,6 +185,9 @@ class DAG:
         if description is not None and not isinstance(description, str):
             raise DagDefinitionError(f"DAG {dag_id!r}: description must be a string")
         self.description: str | None = description
+        if doc_md is not None and not isinstance(doc_md, str):
+            raise DagDefinitionError(f"DAG {dag_id!r}: doc_md must be a string")
+        self.doc_md: str | None = doc_md
         if params is not None and not isinstance(params, Mapping):
             raise DagDefinitionError(f"DAG {dag_id!r}: params must be a dict, not {type(params).__name__}")
         self.params: ParamsDict = ParamsDict(params)
@@ -202,6 +208,10 @@ class DAG:
 
         self.fileloc: str | None = _caller_file()
         self._tasks: dict[str, BaseOperator] = {}
+        #: group_id → task group, in creation order (see :mod:`crossdock.dag.task_group`).
+        self._task_groups: dict[str, TaskGroup] = {}
+        #: upstream task_id → downstream task_id → what an edge label said about that edge.
+        self._edge_info: dict[str, dict[str, dict[str, Any]]] = {}
         for collector in _collectors:
             collector.append(self)
 
@@ -249,6 +259,9 @@ class DAG:
             return
         if existing is not None:
             raise DuplicateTaskIdError(self.dag_id, task.task_id)
+        if task.task_id in self._task_groups:
+            raise DagDefinitionError(
+                f"DAG {self.dag_id!r}: task_id {task.task_id!r} is already the group_id of a task group")
         if task.dag is not None and task.dag is not self:
             raise DagDefinitionError(
                 f"task {task.task_id!r} belongs to DAG {task.dag.dag_id!r} and cannot be added "
@@ -259,6 +272,25 @@ class DAG:
     def add_tasks(self, tasks: Iterable["BaseOperator"]) -> None:
         for task in tasks:
             self.add_task(task)
+
+    @property
+    def task_group_dict(self) -> dict[str, "TaskGroup"]:
+        """group_id → task group, in the order the groups were created."""
+        return self._task_groups
+
+    # -- edge labels ---------------------------------------------------------------
+    @property
+    def edge_info(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """upstream task_id → downstream task_id → the edge's info (``{"label": ...}``)."""
+        return self._edge_info
+
+    def set_edge_info(self, upstream_task_id: str, downstream_task_id: str, info: dict[str, Any]) -> None:
+        """Store what an edge label says about the edge ``upstream >> downstream``."""
+        self._edge_info.setdefault(upstream_task_id, {})[downstream_task_id] = dict(info)
+
+    def get_edge_info(self, upstream_task_id: str, downstream_task_id: str) -> dict[str, Any]:
+        """The edge's info (``{"label": "..."}``), or an empty dict for an unlabelled edge."""
+        return dict(self._edge_info.get(upstream_task_id, {}).get(downstream_task_id, {}))
 
     @property
     def roots(self) -> list["BaseOperator"]:

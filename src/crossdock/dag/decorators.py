@@ -6,7 +6,7 @@ for the value the function will return: pass it to another ``@task`` call (or in
 ``result["key"]``) and that task depends on this one and gets the value as its
 argument, or link it like a task (``extract() >> report``). The task_id is the
 function's name, with ``__1``, ``__2``, ... appended when the same function is used
-again in one DAG.
+again in one DAG; inside a task group it gets the group's prefix (``group.name``).
 """
 
 from __future__ import annotations
@@ -21,17 +21,23 @@ from crossdock.dag.branch_operators import BranchPythonOperator, ShortCircuitOpe
 from crossdock.dag.dag import get_current_dag
 from crossdock.dag.exceptions import DagDefinitionError
 from crossdock.dag.python_operator import PythonOperator
+from crossdock.dag.task_group import group_for_new_task
 from crossdock.dag.xcom_arg import XComArg
 
 #: Joins a reused function's name and its use count in generated task ids.
 TASK_ID_SUFFIX = "__"
 
 
-def _unique_task_id(base: str, dag: Any) -> str:
-    if dag is None or base not in dag.task_dict:
+def _unique_task_id(base: str, dag: Any, group: Any = None) -> str:
+    """``base``, or ``base__N`` when the id it gets (with the group's prefix) is taken.
+    The operator adds the prefix itself, so what is returned has none."""
+    def taken(task_id: str) -> bool:
+        return (group.child_id(task_id) if group is not None else task_id) in dag.task_dict
+
+    if dag is None or not taken(base):
         return base
     number = 1
-    while f"{base}{TASK_ID_SUFFIX}{number}" in dag.task_dict:
+    while taken(f"{base}{TASK_ID_SUFFIX}{number}"):
         number += 1
     return f"{base}{TASK_ID_SUFFIX}{number}"
 
@@ -73,8 +79,8 @@ class TaskFunction:
                     f"tasks with >> if no value is needed")
         options = dict(self.operator_kwargs)
         options.setdefault("multiple_outputs", returns_mapping(self.function))
-        dag = options.get("dag") or get_current_dag()
-        task_id = _unique_task_id(options.pop("task_id", self.function.__name__), dag)
+        dag, group = group_for_new_task(options.get("dag") or get_current_dag(), options.get("task_group"))
+        task_id = _unique_task_id(options.pop("task_id", self.function.__name__), dag, group)
         # XComArgs among the arguments link the new task to their tasks (op_args and
         # op_kwargs are template fields) and are resolved to values in the try.
         operator = self.operator_class(task_id, self.function, op_args=args, op_kwargs=kwargs, **options)

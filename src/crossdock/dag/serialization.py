@@ -96,9 +96,15 @@ def effective_weights(ordered: list["BaseOperator"]) -> dict[str, int]:
 
 
 def serialize_task(task: "BaseOperator", *, priority_weight: int | None = None) -> dict[str, Any]:
-    """One task's JSON; ``priority_weight`` is its effective weight when already computed."""
+    """One task's JSON; ``priority_weight`` is its effective weight when already computed.
+
+    ``empty`` is present (true) only for a task the scheduler may succeed without a try
+    (see :mod:`crossdock.dag.empty_operator`), so other tasks keep their stored form.
+    """
+    from crossdock.dag.empty_operator import is_empty_task
+
     where = f"DAG {task.dag_id!r}, task {task.task_id!r}: executor_config"
-    return {
+    data = {
         "task_type": task.task_type,
         "queue": task.queue,
         "pool": task.pool,
@@ -115,6 +121,9 @@ def serialize_task(task: "BaseOperator", *, priority_weight: int | None = None) 
         "upstream": sorted(task.upstream_task_ids),
         "downstream": sorted(task.downstream_task_ids),
     }
+    if is_empty_task(task):
+        data["empty"] = True
+    return data
 
 
 def serialize_params(params: Mapping[str, Any], *, dag_id: str) -> dict[str, dict[str, Any]]:
@@ -131,11 +140,26 @@ def serialize_params(params: Mapping[str, Any], *, dag_id: str) -> dict[str, dic
             for name, param in ParamsDict(params).items()}
 
 
+def serialize_edge_info(dag: "DAG") -> dict[str, dict[str, dict[str, Any]]]:
+    """The DAG's edge labels, for the edges it has (upstream → downstream → info)."""
+    stored: dict[str, dict[str, dict[str, Any]]] = {}
+    for upstream, edges in (getattr(dag, "edge_info", None) or {}).items():
+        task = dag.task_dict.get(upstream)
+        kept = {downstream: _json_safe(info, where=f"DAG {dag.dag_id!r}: edge {upstream} >> {downstream}")
+                for downstream, info in edges.items()
+                if info and task is not None and downstream in task.downstream_task_ids}
+        if kept:
+            stored[upstream] = kept
+    return stored
+
+
 def serialize_dag(dag: "DAG") -> dict[str, Any]:
     """The JSON-safe form of ``dag`` (see the module docs for who reads which key).
 
     ``params`` is present only when the DAG declares some, so a DAG without any keeps
-    the hash (and stored row) it had before params were serialized.
+    the hash (and stored row) it had before params were serialized; so are ``doc_md``,
+    ``task_groups`` (group_id → label, parent, tooltip, direct tasks and groups) and
+    ``edge_info`` (upstream → downstream → ``{"label": ...}``), kept for a UI to draw.
     """
     fileloc = dag.fileloc
     if fileloc and not fileloc.startswith("<"):
@@ -145,6 +169,14 @@ def serialize_dag(dag: "DAG") -> dict[str, Any]:
     optional: dict[str, Any] = {}
     if getattr(dag, "params", None):
         optional["params"] = serialize_params(dag.params, dag_id=dag.dag_id)
+    if getattr(dag, "doc_md", None):
+        optional["doc_md"] = dag.doc_md
+    groups = getattr(dag, "task_group_dict", None)
+    if groups:
+        optional["task_groups"] = {group_id: group.serialize() for group_id, group in groups.items()}
+    edge_info = serialize_edge_info(dag)
+    if edge_info:
+        optional["edge_info"] = edge_info
     return {
         "dag_id": dag.dag_id,
         "fileloc": fileloc,
@@ -195,6 +227,8 @@ class SerializedTask:
     trigger_rule: str
     upstream_task_ids: frozenset[str]
     downstream_task_ids: frozenset[str]
+    #: The scheduler may succeed the task without a try (an EmptyOperator).
+    is_empty: bool = False
 
     @classmethod
     def from_dict(cls, task_id: str, data: Mapping[str, Any]) -> "SerializedTask":
@@ -215,6 +249,7 @@ class SerializedTask:
             trigger_rule=data["trigger_rule"],
             upstream_task_ids=frozenset(data.get("upstream", ())),
             downstream_task_ids=frozenset(data.get("downstream", ())),
+            is_empty=bool(data.get("empty", False)),
         )
 
     @property
@@ -239,6 +274,27 @@ class SerializedTask:
         return delay
 
 
+@dataclass(frozen=True)
+class SerializedTaskGroup:
+    """A task group as stored: for drawing the DAG; the scheduler needs none of it."""
+
+    group_id: str
+    label: str
+    parent_group_id: str | None
+    tooltip: str
+    task_ids: tuple[str, ...]
+    child_group_ids: tuple[str, ...]
+    ui_color: str | None = None
+    ui_fgcolor: str | None = None
+
+    @classmethod
+    def from_dict(cls, group_id: str, data: Mapping[str, Any]) -> "SerializedTaskGroup":
+        return cls(group_id=group_id, label=data.get("label", group_id), parent_group_id=data.get("parent"),
+                   tooltip=data.get("tooltip", ""), task_ids=tuple(data.get("tasks", ())),
+                   child_group_ids=tuple(data.get("groups", ())), ui_color=data.get("ui_color"),
+                   ui_fgcolor=data.get("ui_fgcolor"))
+
+
 class SerializedDAG:
     """A read-only DAG built from :func:`serialize_dag` output, without importing user code."""
 
@@ -258,6 +314,13 @@ class SerializedDAG:
             #: name → stored Param (see :func:`serialize_params`); a DAG stored before
             #: params were serialized has none.
             self.params: dict[str, dict[str, Any]] = dict(data.get("params") or {})
+            self.doc_md: str | None = data.get("doc_md")
+            #: group_id → group, outermost first (empty for a DAG without groups).
+            self.task_groups: dict[str, SerializedTaskGroup] = {
+                group_id: SerializedTaskGroup.from_dict(group_id, group)
+                for group_id, group in (data.get("task_groups") or {}).items()}
+            #: upstream task_id → downstream task_id → the edge's info (``{"label": ...}``).
+            self.edge_info: dict[str, dict[str, dict[str, Any]]] = dict(data.get("edge_info") or {})
             self.tasks: dict[str, SerializedTask] = {
                 task_id: SerializedTask.from_dict(task_id, task)
                 for task_id, task in data["tasks"].items()}
@@ -282,6 +345,10 @@ class SerializedDAG:
 
     def has_task(self, task_id: str) -> bool:
         return task_id in self.tasks
+
+    def get_edge_info(self, upstream_task_id: str, downstream_task_id: str) -> dict[str, Any]:
+        """The stored info of one edge (``{"label": ...}``), empty for an unlabelled one."""
+        return dict(self.edge_info.get(upstream_task_id, {}).get(downstream_task_id, {}))
 
     def get_task(self, task_id: str) -> SerializedTask:
         from crossdock.dag.exceptions import TaskNotFound
