@@ -3,6 +3,8 @@
 ``from crossdock import DAG, task, BashOperator, PythonOperator, Param`` is the authoring API.
 The names are resolved on first use, so ``import crossdock`` alone (done by every CLI
 call, worker and pod) imports neither the database layer nor Celery.
+``from crossdock import dag`` is the ``@dag`` decorator: the ``crossdock.dag`` package,
+which is callable (see :mod:`crossdock.dag`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ _LAZY: dict[str, str] = {
     "Connection": "crossdock.secrets.connection",
     "BaseHook": "crossdock.hooks.base",
     "Param": "crossdock.dag.param",
+    "EmptyOperator": "crossdock.dag.empty_operator",
+    "TaskGroup": "crossdock.dag.task_group",
+    "task_group": "crossdock.dag.task_group",
+    "Label": "crossdock.dag.edge_modifier",
+    "chain": "crossdock.dag.relations",
+    "cross_downstream": "crossdock.dag.relations",
     "BaseBranchOperator": "crossdock.dag.branch_operators",
     "BranchPythonOperator": "crossdock.dag.branch_operators",
     "ShortCircuitOperator": "crossdock.dag.branch_operators",
