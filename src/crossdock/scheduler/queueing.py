@@ -1,5 +1,8 @@
 """Ready tasks out to executors: by priority, within every limit, routed once per try.
 
+An ``EmptyOperator`` (with no callback that only a try could run) is not sent anywhere: it
+succeeds here, as Airflow's scheduler does it, and takes no executor slot.
+
 A try is routed here and nowhere else (:class:`~crossdock.executors.routing.ExecutorRouter`):
 the executor and the reason are recorded on the task instance with its ``queued`` state,
 so ``tasks states-for-dag-run`` can say why a task ran where it did and a hybrid executor
@@ -49,6 +52,12 @@ class TaskQueuer:
                 continue
             run, ti = entry
             task = run.dag.tasks.get(ti.task_id)
+            if task is not None and task.is_empty:  # EmptyOperator: nothing to run, no slot taken
+                table.set_state(run, ti, S.SUCCESS, try_number=ti.try_number + 1, queued_dttm=now,
+                                start_date=now, end_date=now, duration=0.0, failure_reason=None,
+                                routing_reason="EmptyOperator: succeeded in the scheduler, no try was sent")
+                queued += 1
+                continue
             route = self.router.route(ti.queue, task.executor if task is not None else ti.executor)
             if route is None:
                 table.set_state(run, ti, S.FAILED, end_date=now, start_date=now, duration=0.0,
