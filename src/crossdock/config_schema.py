@@ -51,6 +51,9 @@ CORE: dict[str, Option] = {
                                          "A warm process that forks task tries (the LocalExecutor's, a "
                                          "Celery worker's pool process) imports each DAG file once and "
                                          "its forks inherit the loaded DAGs. Off: every try imports it."),
+    "task_callback_timeout": Option(60.0, "float",
+                                    "Seconds a task's on_*_callback may run in its try before it is "
+                                    "stopped and logged; the try's state does not change either way."),
     "max_xcom_size": Option(49152, "int",
                             "Most bytes one XCom value may have as JSON; a try pushing a larger one fails. "
                             "Values travel through the executors' channels and with downstream task "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from datetime import timedelta
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 from crossdock.dag.dag import DAG, _NOTSET, check_id, get_current_dag
 from crossdock.dag.dependency_mixin import DependencyMixin
@@ -31,6 +31,8 @@ DEFAULT_RETRY_EXPONENTIAL_BACKOFF = False
 DEFAULT_TRIGGER_RULE = TriggerRule.ALL_SUCCESS.value
 
 Duration = Union[timedelta, int, float]
+#: A task callback: a callable taking the context, or a list of them (Airflow's forms).
+Callback = Union[Callable[[dict], Any], Sequence[Callable[[dict], Any]], None]
 TaskOrTasks = Union["BaseOperator", Sequence["BaseOperator"]]
 
 
@@ -47,6 +49,14 @@ def _as_duration(value: object, *, what: str, allow_none: bool) -> timedelta | N
     if duration < timedelta(0):
         raise DagDefinitionError(f"{what} must not be negative, got {value!r}")
     return duration
+
+
+def _checked_callback(value: Any, what: str) -> Any:
+    if value is None or callable(value):
+        return value
+    if isinstance(value, (list, tuple)) and all(callable(item) for item in value):
+        return list(value)
+    raise DagDefinitionError(f"{what} must be a callable or a list of callables, not {value!r}")
 
 
 def _where(dag_id: str | None, task_id: str) -> str:
@@ -104,6 +114,9 @@ class BaseOperator(DependencyMixin):
     :param task_group: the group to join; default the innermost open ``with TaskGroup(...)``
         of the task's DAG. The group's id prefixes the task_id, and its ``default_args``
         come between the DAG's and the operator's.
+    :param on_execute_callback: called with the context before :meth:`execute`, in the try;
+        ``on_success_callback``, ``on_retry_callback`` and ``on_failure_callback`` after it
+        (see :mod:`crossdock.runner.callbacks`). Each may be a list of callables.
     :param do_xcom_push: push what :meth:`execute` returns as the ``return_value`` XCom.
     :param multiple_outputs: also push each key of the dict :meth:`execute` returns.
     :param params: the task's params, over the DAG's (``context["params"]``).
@@ -146,6 +159,10 @@ class BaseOperator(DependencyMixin):
         doc_rst: str | None = _NOTSET,
         doc_json: str | None = _NOTSET,
         doc_yaml: str | None = _NOTSET,
+        on_execute_callback: Callback = _NOTSET,
+        on_success_callback: Callback = _NOTSET,
+        on_retry_callback: Callback = _NOTSET,
+        on_failure_callback: Callback = _NOTSET,
     ):
         dag = dag if dag is not None else get_current_dag()
         if dag is not None and not isinstance(dag, DAG):
@@ -225,6 +242,9 @@ class BaseOperator(DependencyMixin):
         self.doc_rst: str | None = pick("doc_rst", doc_rst, None)
         self.doc_json: str | None = pick("doc_json", doc_json, None)
         self.doc_yaml: str | None = pick("doc_yaml", doc_yaml, None)
+        for name, given in (("on_execute_callback", on_execute_callback), ("on_success_callback", on_success_callback),
+                            ("on_retry_callback", on_retry_callback), ("on_failure_callback", on_failure_callback)):
+            setattr(self, name, _checked_callback(pick(name, given, None), f"{where}: {name}"))
         self.do_xcom_push: bool = bool(pick("do_xcom_push", do_xcom_push, True))
         self.multiple_outputs: bool = bool(pick("multiple_outputs", multiple_outputs, False))
         if params is not None and not isinstance(params, dict):

@@ -57,6 +57,7 @@ from crossdock.runner.interrupt import (
     terminate_raises,
     timeout_seconds,
 )
+from crossdock.runner.callbacks import has_callbacks, run_callbacks, run_end_callbacks
 from crossdock.runner.task_log import OutputCapture, log_timestamp, task_log_path, write_all
 from crossdock.runner.try_inputs import decode_inputs
 from crossdock.runner.try_values import TryValues, values_line
@@ -177,13 +178,26 @@ def _execute(task_try: TaskCommand, *, hostname: str, test_mode: bool = False) -
                        inputs=inputs, dag_task_ids=getattr(dag, "task_dict", {}).keys(),
                        value_limit=conf.getint("core", "max_xcom_size"))
     ti = RuntimeTaskInstance(task_try.key, logical_date=task_try.logical_date, hostname=hostname, values=values)
+    context: dict[str, Any] = {}
+    outcome, error = _attempt(task, dag, ti, values, inputs, context, test_mode=test_mode)
+    if context and has_callbacks(task):
+        run_end_callbacks(task, context, outcome, error)
+    return outcome
+
+
+def _attempt(task: Any, dag: Any, ti: RuntimeTaskInstance, values: TryValues, inputs: Any,
+             context: dict[str, Any], *, test_mode: bool) -> tuple[Outcome, BaseException | None]:
+    """Render and execute the task: its outcome, and the exception that ended it (if any).
+    ``context`` is filled in place, so the callbacks see what the task saw."""
     task_started = boot_clock()
     try:
         limit = timeout_seconds(getattr(task, "execution_timeout", None))
-        context = build_context(dag=dag, task=task, ti=ti, test_mode=test_mode, inputs=inputs)
+        context.update(build_context(dag=dag, task=task, ti=ti, test_mode=test_mode, inputs=inputs))
         from crossdock.runner.templating import render_template_fields  # needs crossdock.dag, loaded by now
 
         render_template_fields(task, context)  # a failure to render is the try's failure
+        if has_callbacks(task):
+            run_callbacks(task, "on_execute_callback", context)
         with execution_timeout(limit):
             result = task.execute(context)
         push_result(task, values, result)
@@ -192,32 +206,32 @@ def _execute(task_try: TaskCommand, *, hostname: str, test_mode: bool = False) -
         leftovers = kill_child_processes(started_after=task_started)
         if leftovers:
             print(f"crossdock: killed leftover child processes {leftovers}", file=sys.stderr)
-        return Outcome(EXIT_TASK_FAILED, exc.reason)
+        return Outcome(EXIT_TASK_FAILED, exc.reason), exc
     except SystemExit as exc:
         if exc.code in (None, 0):
-            return Outcome(EXIT_SUCCESS, values=values)
+            return Outcome(EXIT_SUCCESS, values=values), None
         print(f"crossdock: task called sys.exit({exc.code!r})", file=sys.stderr)
-        return Outcome(EXIT_TASK_FAILED, f"task exited with {exc.code!r}")
+        return Outcome(EXIT_TASK_FAILED, f"task exited with {exc.code!r}"), exc
     except AirflowRescheduleException as exc:  # a sensor gives its slot back until its next poke
         values.reschedule(exc.reschedule_date, exc.first_poke)
-        return Outcome(EXIT_SUCCESS, values=values)
+        return Outcome(EXIT_SUCCESS, values=values), exc
     except AirflowSkipException as exc:
         reason = one_line(str(exc)) or "the task skipped itself"
         print(f"crossdock: skipped: {reason}", file=sys.stderr)
         values.mark_skipped(reason)
-        return Outcome(EXIT_SUCCESS, values=values)
+        return Outcome(EXIT_SUCCESS, values=values), exc
     except AirflowFailException as exc:
         reason = f"{one_line(str(exc)) or type(exc).__name__} {NO_RETRY_MARK}"
         print(f"crossdock: {reason}", file=sys.stderr)
-        return Outcome(EXIT_TASK_FAILED, reason)
+        return Outcome(EXIT_TASK_FAILED, reason), exc
     except BaseException as exc:
         if _is_task_failure(exc):  # an expected failure: its message says it all
             reason = one_line(str(exc)) or type(exc).__name__
             print(f"crossdock: {reason}", file=sys.stderr)
-            return Outcome(EXIT_TASK_FAILED, reason)
+            return Outcome(EXIT_TASK_FAILED, reason), exc
         _print_task_traceback(exc)
-        return Outcome(EXIT_TASK_FAILED, describe_exception(exc))
-    return Outcome(EXIT_SUCCESS, values=values)
+        return Outcome(EXIT_TASK_FAILED, describe_exception(exc)), exc
+    return Outcome(EXIT_SUCCESS, values=values), None
 
 
 def push_result(task: Any, values: TryValues, result: Any) -> None:
