@@ -23,6 +23,8 @@ PRELOAD_MODULES = (
     "crossdock.dag.bash_operator",
     "crossdock.dag.python_operator",
     "crossdock.dag.decorators",
+    "crossdock.dag.sensors",
+    "crossdock.dag.empty_operator",
     "crossdock.dag.schedule",
     "croniter",
     # Templates: a try whose fields hold {{ ... }} renders them; imported here once, the
