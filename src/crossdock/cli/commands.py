@@ -45,6 +45,16 @@ DAGS = GroupCommand("dags", "List and trigger DAGs, inspect runs and import erro
     ActionCommand("unpause", "Resume scheduling a DAG", lazy("crossdock.cli.dags_command.unpause"), [DAG_ID]),
     ActionCommand("reserialize", "Parse the DAG folder now and store the result",
                   lazy("crossdock.cli.dags_command.reserialize")),
+    ActionCommand("test", "Run one whole DAG run in the foreground: no scheduler, workers or database; "
+                          "exit 0 only if it succeeded",
+                  lazy("crossdock.cli.dags_test_command.test"), [
+                      DAG_ID,
+                      Arg(("logical_date",), {"nargs": "?", "metavar": "LOGICAL_DATE",
+                                              "help": "logical date of the run, ISO 8601 (default: now)"}),
+                      SUBDIR,
+                      Arg(("-c", "--conf"), {"help": "JSON object passed to the run as its conf "
+                                                     "(checked against the DAG's params)"}),
+                  ]),
 ])
 
 TASKS = GroupCommand("tasks", "Run, test and inspect task instances", [
