@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Mapping
 from contextlib import contextmanager
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from crossdock.dag.exceptions import (
@@ -117,6 +117,8 @@ class DAG:
     :param tags: labels shown by ``crossdock dags list``.
     :param description: one line shown beside the DAG.
     :param doc_md: longer documentation of the DAG, in Markdown (kept with the serialized DAG).
+    :param dagrun_timeout: a run still going this long after it started fails; its unfinished
+        tasks are skipped and their running tries stopped (seconds or a timedelta).
     :param params: values handed to every task as ``context["params"]``, each a plain value
         or a :class:`~crossdock.dag.param.Param` with a JSON Schema; a run's conf overrides
         them (``[core] dag_run_conf_overrides_params``). ``default_args["params"]`` is
@@ -149,8 +151,10 @@ class DAG:
         user_defined_filters: dict[str, Any] | None = None,
         render_template_as_native_obj: bool = False,
         doc_md: str | None = None,
+        dagrun_timeout: timedelta | int | float | None = None,
     ):
         self.dag_id: str = check_id(dag_id, kind="dag_id")
+        self.dagrun_timeout: timedelta | None = _timeout(dagrun_timeout, dag_id)
         if schedule is not _NOTSET and schedule_interval is not _NOTSET:
             raise DagDefinitionError(
                 f"DAG {dag_id!r}: give either schedule or schedule_interval, not both")
@@ -365,3 +369,14 @@ class DAG:
             raise DagDefinitionError(
                 f"DAG {self.dag_id!r} has schedule {self.schedule!r} but no start_date; "
                 f"a scheduled DAG needs a start_date")
+
+
+def _timeout(value: Any, dag_id: str) -> timedelta | None:
+    """``dagrun_timeout`` as a positive timedelta (seconds or a timedelta), or None."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise DagDefinitionError(f"DAG {dag_id!r}: dagrun_timeout must be a positive number of seconds "
+                                 f"or a timedelta, not {value!r}")
+    return timedelta(seconds=seconds)

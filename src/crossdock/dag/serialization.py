@@ -171,6 +171,8 @@ def serialize_dag(dag: "DAG") -> dict[str, Any]:
         optional["params"] = serialize_params(dag.params, dag_id=dag.dag_id)
     if getattr(dag, "doc_md", None):
         optional["doc_md"] = dag.doc_md
+    if getattr(dag, "dagrun_timeout", None):
+        optional["dagrun_timeout"] = dag.dagrun_timeout.total_seconds()
     groups = getattr(dag, "task_group_dict", None)
     if groups:
         optional["task_groups"] = {group_id: group.serialize() for group_id, group in groups.items()}
@@ -315,6 +317,8 @@ class SerializedDAG:
             #: params were serialized has none.
             self.params: dict[str, dict[str, Any]] = dict(data.get("params") or {})
             self.doc_md: str | None = data.get("doc_md")
+            #: Seconds a run may take before it fails (DAG(dagrun_timeout=...)); None for no limit.
+            self.dagrun_timeout: float | None = data.get("dagrun_timeout")
             #: group_id → group, outermost first (empty for a DAG without groups).
             self.task_groups: dict[str, SerializedTaskGroup] = {
                 group_id: SerializedTaskGroup.from_dict(group_id, group)

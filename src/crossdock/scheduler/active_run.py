@@ -34,6 +34,8 @@ class ActiveRun:
         #: (task_id, map_index) of a sensor in reschedule mode → its first poke and poke count,
         #: handed to its next try (kept in memory only).
         self.sensors: dict[tuple[str, int], dict[str, str]] = {}
+        #: The run outlived its dagrun_timeout: it fails whatever its tasks' states.
+        self.timed_out = False
 
     @property
     def dag_id(self) -> str:

@@ -46,6 +46,7 @@ from crossdock.scheduler.leadership import LeadershipLost, SchedulerLease
 from crossdock.scheduler.limits import SlotLimits
 from crossdock.scheduler.queueing import TaskQueuer
 from crossdock.scheduler.recovery import Recovery
+from crossdock.scheduler.run_timeouts import time_out_runs
 from crossdock.scheduler.run_loading import RunLoader
 from crossdock.scheduler.settings import SchedulerSettings
 from crossdock.scheduler.task_table import StateListener, TaskTable
@@ -246,6 +247,7 @@ class SchedulerJob:
             self._guard(self._refresh_pools)
         if mono >= self._next_orphan_check:
             changed += self._guard(self._adopt_or_reset_orphans)
+        changed += self._guard(lambda: time_out_runs(self.table, self.router, now))
         changed += self.table.release_due_retries(now)
         changed += self.table.check_dependencies()
         changed += self.queuer.queue_ready_tasks(now)

@@ -132,7 +132,8 @@ class TaskTable:
             if run.unfinished > 0:
                 continue
             dag_run = run.dag_run
-            dag_run.state = (DagRunState.SUCCESS if run.all_succeeded() else DagRunState.FAILED).value
+            succeeded = run.all_succeeded() and not run.timed_out
+            dag_run.state = (DagRunState.SUCCESS if succeeded else DagRunState.FAILED).value
             dag_run.end_date = utcnow()
             self.dirty_runs.add(run_key)
             self.finished_runs[run_key] = run
