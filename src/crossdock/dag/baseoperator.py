@@ -117,6 +117,10 @@ class BaseOperator(DependencyMixin):
     :param on_execute_callback: called with the context before :meth:`execute`, in the try;
         ``on_success_callback``, ``on_retry_callback`` and ``on_failure_callback`` after it
         (see :mod:`crossdock.runner.callbacks`). Each may be a list of callables.
+    :param depends_on_past: run only when this task succeeded (or was skipped) in the DAG's
+        previous run; ``wait_for_downstream`` also waits for that run's direct downstream
+        tasks of it (and implies ``depends_on_past``). The first run does not wait.
+    :param max_active_tis_per_dag: most instances of this task running at once, over all runs.
     :param do_xcom_push: push what :meth:`execute` returns as the ``return_value`` XCom.
     :param multiple_outputs: also push each key of the dict :meth:`execute` returns.
     :param params: the task's params, over the DAG's (``context["params"]``).
@@ -163,6 +167,9 @@ class BaseOperator(DependencyMixin):
         on_success_callback: Callback = _NOTSET,
         on_retry_callback: Callback = _NOTSET,
         on_failure_callback: Callback = _NOTSET,
+        depends_on_past: bool = _NOTSET,
+        wait_for_downstream: bool = _NOTSET,
+        max_active_tis_per_dag: int | None = _NOTSET,
     ):
         dag = dag if dag is not None else get_current_dag()
         if dag is not None and not isinstance(dag, DAG):
@@ -245,6 +252,14 @@ class BaseOperator(DependencyMixin):
         for name, given in (("on_execute_callback", on_execute_callback), ("on_success_callback", on_success_callback),
                             ("on_retry_callback", on_retry_callback), ("on_failure_callback", on_failure_callback)):
             setattr(self, name, _checked_callback(pick(name, given, None), f"{where}: {name}"))
+        self.wait_for_downstream: bool = bool(pick("wait_for_downstream", wait_for_downstream, False))
+        self.depends_on_past: bool = bool(pick("depends_on_past", depends_on_past, False)) or self.wait_for_downstream
+        self.max_active_tis_per_dag: int | None = pick("max_active_tis_per_dag", max_active_tis_per_dag, None)
+        if self.max_active_tis_per_dag is not None and (
+                isinstance(self.max_active_tis_per_dag, bool) or not isinstance(self.max_active_tis_per_dag, int)
+                or self.max_active_tis_per_dag < 1):
+            raise DagDefinitionError(f"{where}: max_active_tis_per_dag must be a whole number of at least 1, "
+                                     f"not {self.max_active_tis_per_dag!r}")
         self.do_xcom_push: bool = bool(pick("do_xcom_push", do_xcom_push, True))
         self.multiple_outputs: bool = bool(pick("multiple_outputs", multiple_outputs, False))
         if params is not None and not isinstance(params, dict):

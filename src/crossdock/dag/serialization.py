@@ -123,6 +123,9 @@ def serialize_task(task: "BaseOperator", *, priority_weight: int | None = None) 
     }
     if is_empty_task(task):
         data["empty"] = True
+    for name in ("depends_on_past", "wait_for_downstream", "max_active_tis_per_dag"):
+        if getattr(task, name, None):  # stored only when set: other tasks keep their stored form
+            data[name] = getattr(task, name)
     return data
 
 
@@ -231,6 +234,9 @@ class SerializedTask:
     downstream_task_ids: frozenset[str]
     #: The scheduler may succeed the task without a try (an EmptyOperator).
     is_empty: bool = False
+    depends_on_past: bool = False
+    wait_for_downstream: bool = False
+    max_active_tis_per_dag: int | None = None
 
     @classmethod
     def from_dict(cls, task_id: str, data: Mapping[str, Any]) -> "SerializedTask":
@@ -252,6 +258,9 @@ class SerializedTask:
             upstream_task_ids=frozenset(data.get("upstream", ())),
             downstream_task_ids=frozenset(data.get("downstream", ())),
             is_empty=bool(data.get("empty", False)),
+            depends_on_past=bool(data.get("depends_on_past", False)),
+            wait_for_downstream=bool(data.get("wait_for_downstream", False)),
+            max_active_tis_per_dag=data.get("max_active_tis_per_dag"),
         )
 
     @property

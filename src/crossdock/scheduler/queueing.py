@@ -65,6 +65,9 @@ class TaskQueuer:
                 queued += 1
                 continue
             executor = route.executor
+            if task is not None and task.max_active_tis_per_dag and self._task_busy(ti) >= task.max_active_tis_per_dag:
+                held_back.append(item)
+                continue
             if id(executor) in full or executor.slots_available <= 0:
                 full.add(id(executor))
                 held_back.append(item)
@@ -84,6 +87,12 @@ class TaskQueuer:
             queued += 1
         table.hold_back(held_back)
         return queued
+
+    def _task_busy(self, ti: TaskInstance) -> int:
+        """Queued or running instances of ``ti``'s task over all active runs of its DAG."""
+        return sum(1 for run in self.table.runs.values() if run.dag_id == ti.dag_id
+                   for other in run.tis.values()
+                   if other.task_id == ti.task_id and other.state in (S.QUEUED, S.RUNNING))
 
     def _send(self, run: ActiveRun, ti: TaskInstance, route: Route, now: datetime) -> None:
         executor = route.executor

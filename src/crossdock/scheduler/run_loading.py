@@ -133,6 +133,7 @@ class RunLoader:
         if existing:  # a run resumed after a restart: the values its finished tasks pushed
             run.values = load_run_values(session, dag_run.dag_id, dag_run.run_id)
         run.facts = run_facts(session, dag_run)
+        self.table.past.register(session, run)
         if dag_run.state != DagRunState.RUNNING.value:
             dag_run.state = DagRunState.RUNNING.value
             dag_run.start_date = utcnow()

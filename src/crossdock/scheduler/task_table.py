@@ -23,6 +23,7 @@ from crossdock.models.base import utcnow
 from crossdock.scheduler import trigger_rules
 from crossdock.scheduler.active_run import ActiveRun
 from crossdock.scheduler.limits import SlotLimits
+from crossdock.scheduler.past_dependencies import PastDependencies
 from crossdock.state import DagRunState, FINISHED_STATES
 from crossdock.state import TaskInstanceState as S
 
@@ -58,6 +59,7 @@ class TaskTable:
         self.finished_tis: dict[int, Entry] = {}
         #: Runs whose XComs changed since the last flush, by run id.
         self.dirty_values: dict[int, ActiveRun] = {}
+        self.past = PastDependencies(self)
 
     # -- lookups -----------------------------------------------------------------
     def by_primary(self, primary: tuple[str, str, str, int]) -> Entry | None:
@@ -138,6 +140,7 @@ class TaskTable:
             self.dirty_runs.add(run_key)
             self.finished_runs[run_key] = run
             del self.runs[run_key]
+            self.past.forget(run)
             for ti in run.tis.values():
                 self._by_primary.pop((ti.dag_id, ti.task_id, ti.run_id, ti.map_index), None)
                 self._by_id.pop(ti.id, None)
@@ -168,6 +171,8 @@ class TaskTable:
         self.dirty_tis.add(ti.id)
         if new_state in FINISHED_STATES:
             run.pending_checks.update(run.downstream_ids(ti.task_id))
+            if self.past.previous:
+                self.past.finished(run)
         if self.on_state_change is not None and old != new_state:
             try:
                 self.on_state_change(ti, old, new_state)
@@ -244,6 +249,8 @@ class TaskTable:
                     continue
                 if verdict == trigger_rules.WAIT:
                     continue
+                if verdict == trigger_rules.RUN and not self.past.allows(run, task):
+                    continue  # depends_on_past: checked again when the previous run's task finishes
                 if verdict == trigger_rules.RUN:
                     self.reschedule(run, ti)
                 else:
