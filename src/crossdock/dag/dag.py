@@ -117,6 +117,9 @@ class DAG:
     :param tags: labels shown by ``crossdock dags list``.
     :param description: one line shown beside the DAG.
     :param doc_md: longer documentation of the DAG, in Markdown (kept with the serialized DAG).
+    :param on_success_callback: called when a run succeeds (``on_failure_callback``: fails), in a
+        process of its own with the try's environment, never in the scheduler
+        (see :mod:`crossdock.runner.dag_callback`).
     :param dagrun_timeout: a run still going this long after it started fails; its unfinished
         tasks are skipped and their running tries stopped (seconds or a timedelta).
     :param params: values handed to every task as ``context["params"]``, each a plain value
@@ -152,9 +155,16 @@ class DAG:
         render_template_as_native_obj: bool = False,
         doc_md: str | None = None,
         dagrun_timeout: timedelta | int | float | None = None,
+        on_success_callback: Any = None,
+        on_failure_callback: Any = None,
     ):
         self.dag_id: str = check_id(dag_id, kind="dag_id")
         self.dagrun_timeout: timedelta | None = _timeout(dagrun_timeout, dag_id)
+        for name, value in (("on_success_callback", on_success_callback), ("on_failure_callback", on_failure_callback)):
+            if value is not None and not callable(value) and not (
+                    isinstance(value, (list, tuple)) and all(callable(item) for item in value)):
+                raise DagDefinitionError(f"DAG {dag_id!r}: {name} must be a callable or a list of callables")
+            setattr(self, name, value)
         if schedule is not _NOTSET and schedule_interval is not _NOTSET:
             raise DagDefinitionError(
                 f"DAG {dag_id!r}: give either schedule or schedule_interval, not both")

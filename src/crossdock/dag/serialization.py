@@ -176,6 +176,9 @@ def serialize_dag(dag: "DAG") -> dict[str, Any]:
         optional["doc_md"] = dag.doc_md
     if getattr(dag, "dagrun_timeout", None):
         optional["dagrun_timeout"] = dag.dagrun_timeout.total_seconds()
+    for name in ("on_success_callback", "on_failure_callback"):
+        if getattr(dag, name, None):  # the scheduler only needs to know there is one
+            optional[f"has_{name}"] = True
     groups = getattr(dag, "task_group_dict", None)
     if groups:
         optional["task_groups"] = {group_id: group.serialize() for group_id, group in groups.items()}
@@ -328,6 +331,8 @@ class SerializedDAG:
             self.doc_md: str | None = data.get("doc_md")
             #: Seconds a run may take before it fails (DAG(dagrun_timeout=...)); None for no limit.
             self.dagrun_timeout: float | None = data.get("dagrun_timeout")
+            self.has_on_success_callback: bool = bool(data.get("has_on_success_callback"))
+            self.has_on_failure_callback: bool = bool(data.get("has_on_failure_callback"))
             #: group_id → group, outermost first (empty for a DAG without groups).
             self.task_groups: dict[str, SerializedTaskGroup] = {
                 group_id: SerializedTaskGroup.from_dict(group_id, group)

@@ -36,19 +36,19 @@ def has_callbacks(task: Any) -> bool:
 
 
 def run_callbacks(task: Any, name: str, context: dict[str, Any]) -> None:
-    """Call each of the task's ``name`` callbacks; never raises."""
+    """Call each of the task's (or DAG's) ``name`` callbacks; never raises."""
     limit = conf.getfloat("core", "task_callback_timeout") or None
+    owner = f"task {task.task_id}" if getattr(task, "task_id", None) else f"DAG {getattr(task, 'dag_id', '?')}"
     for callback in _callables(task, name):
         label = getattr(callback, "__name__", repr(callback))
         try:
             with execution_timeout(limit):
                 callback(context)
         except TaskInterrupted as exc:
-            log.error("%s %s of task %s did not finish: %s; the try's state is unchanged",
-                      name, label, task.task_id, exc.reason)
+            log.error("%s %s of %s did not finish: %s; the state is unchanged", name, label, owner, exc.reason)
         except BaseException:  # noqa: BLE001 - a callback never changes the try's outcome
-            log.error("%s %s of task %s raised; the try's state is unchanged:\n%s", name, label,
-                      task.task_id, traceback.format_exc().rstrip())
+            log.error("%s %s of %s raised; the state is unchanged:\n%s", name, label, owner,
+                      traceback.format_exc().rstrip())
 
 
 def run_end_callbacks(task: Any, context: dict[str, Any], outcome: Any, error: BaseException | None) -> None:

@@ -46,6 +46,7 @@ from crossdock.scheduler.leadership import LeadershipLost, SchedulerLease
 from crossdock.scheduler.limits import SlotLimits
 from crossdock.scheduler.queueing import TaskQueuer
 from crossdock.scheduler.recovery import Recovery
+from crossdock.scheduler.dag_callbacks import DagCallbacks
 from crossdock.scheduler.run_timeouts import time_out_runs
 from crossdock.scheduler.run_loading import RunLoader
 from crossdock.scheduler.settings import SchedulerSettings
@@ -74,6 +75,7 @@ class SchedulerJob:
     def __init__(self, *, executors: list[BaseExecutor], on_state_change: StateListener | None = None,
                  parse_dags: bool = True, dags_folder: str | None = None):
         self.router = ExecutorRouter(executors)
+        self.dag_callbacks = DagCallbacks()
         self.executors = executors
         self.default_executor = executors[0]
         self.settings = settings = SchedulerSettings.from_conf()
@@ -263,7 +265,12 @@ class SchedulerJob:
         for executor in self.executors:
             self._guard(executor.heartbeat)
         changed += self._process_events()
+        already_finished = set(self.table.finished_runs)
         changed += self.table.finish_runs()
+        for run_key, run in self.table.finished_runs.items():
+            if run_key not in already_finished:
+                self.dag_callbacks.run_ended(run)
+        self.dag_callbacks.reap()
         if mono - self._last_heartbeat >= self.settings.heartbeat_seconds:
             self._last_heartbeat = mono
             persistence.heartbeat_job(self.job_id)
