@@ -10,7 +10,7 @@ Prints, for the LocalExecutor and for Celery on a private Redis (embedded worker
     takes all M values as a list argument, beside the same DAG without values: wall time,
     the fan-in task's command size, and the scheduler process's peak RSS growth.
 
-    python bench/bench_xcom.py [--chain 100] [--fan-in 1000] [--no-celery]
+    python bench/bench_xcom.py [--chain 100] [--fan-in 1000] [--rounds 5] [--no-celery]
 """
 
 from __future__ import annotations
@@ -133,6 +133,17 @@ def handover_size(fan_in: int) -> int:
                              values=[(f"u{i:04d}", -1, "return_value", str(i)) for i in range(fan_in)]))
 
 
+def chains(make_executor, rounds: int) -> tuple[dict, dict]:
+    """The two chains run alternately ``rounds`` times; each figure is the median over rounds
+    (this machine's noise between two single runs is larger than what a value costs)."""
+    runs: dict[str, list[dict]] = {"chain_plain": [], "chain_values": []}
+    for _ in range(rounds):
+        for dag_id in runs:
+            runs[dag_id].append(chain_figures(dag_id, make_executor()))
+    return tuple({key: statistics.median(run[key] for run in runs[dag_id]) for key in runs[dag_id][0]}
+                 for dag_id in ("chain_plain", "chain_values"))
+
+
 def print_chain(label: str, plain: dict, values: dict) -> None:
     added = values["per_link_ms"] - plain["per_link_ms"]
     print(f"  {label}: per link {plain['per_link_ms']:.1f} ms without values -> {values['per_link_ms']:.1f} ms "
@@ -147,9 +158,8 @@ def bench_local(args) -> None:
     write_dags(home, chain=args.chain, fan_in=args.fan_in, queue="default")
     parse_into_db(home)
     print(f"LocalExecutor, SQLite (chain of {args.chain}, fan-in of {args.fan_in})")
-    plain = chain_figures("chain_plain", LocalExecutor(parallelism=16))
-    values = chain_figures("chain_values", LocalExecutor(parallelism=16))
-    print_chain("chain", plain, values)
+    plain, values = chains(lambda: LocalExecutor(parallelism=16), args.rounds)
+    print_chain(f"chain (median of {args.rounds} alternating runs)", plain, values)
     plain_fan = fan_in_figures("fan_in_plain", LocalExecutor(parallelism=16))
     values_fan = fan_in_figures("fan_in_values", LocalExecutor(parallelism=16))
     print(f"  fan-in: wall {plain_fan['wall_s']:.2f} s without values -> {values_fan['wall_s']:.2f} s with; "
@@ -174,9 +184,8 @@ def bench_celery(args) -> None:
         parse_into_db(home)
         print(f"CeleryExecutor, private Redis broker and backend, one embedded worker (chain of {args.chain})")
         with start_embedded_workers(queues=[queue], concurrency=2):
-            plain = chain_figures("chain_plain", CeleryExecutor())
-            values = chain_figures("chain_values", CeleryExecutor())
-        print_chain("chain", plain, values)
+            plain, values = chains(CeleryExecutor, args.rounds)
+        print_chain(f"chain (median of {args.rounds} alternating runs)", plain, values)
 
 
 def main() -> int:
@@ -184,6 +193,7 @@ def main() -> int:
     parser.add_argument("--chain", type=int, default=100)
     parser.add_argument("--fan-in", type=int, default=1000)
     parser.add_argument("--no-celery", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     bench_local(args)
     if not args.no_celery:
