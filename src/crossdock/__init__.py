@@ -46,6 +46,7 @@ _LAZY: dict[str, str] = {
     "DateTimeSensor": "crossdock.dag.sensors",
     "TimeDeltaSensor": "crossdock.dag.sensors",
     "FileSensor": "crossdock.dag.sensors",
+    "ExternalTaskSensor": "crossdock.dag.sensors",
     "PokeReturnValue": "crossdock.dag.sensors",
 }
 

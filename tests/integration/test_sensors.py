@@ -104,3 +104,51 @@ def test_a_rescheduled_sensor_frees_its_celery_slot_between_pokes(sensing):
 
     with start_embedded_workers(queues=["default"], concurrency=2):
         check_sensing(sensing, CeleryExecutor())
+
+
+def test_external_task_sensor_waits_for_another_dags_task_and_fails_on_its_failure(crossdock_home, monkeypatch):
+    from datetime import datetime, timezone
+
+    from crossdock.dag.dag_store import sync_parse_result_to_db
+    from crossdock.dag.processor import parse_dag_folder
+    from crossdock.database import create_session
+    from crossdock.executors.local_executor import LocalExecutor
+    from crossdock.scheduler.dag_runs import create_dag_run
+
+    folder = crossdock_home / "dags"
+    folder.mkdir()
+    (folder / "external.py").write_text(textwrap.dedent('''
+        import time
+        from crossdock import DAG, ExternalTaskSensor, PythonOperator
+
+        def fail():
+            raise ValueError("upstream broke")
+
+        with DAG("producer", schedule=None) as producer:
+            PythonOperator(task_id="produce", python_callable=lambda: time.sleep(1))
+            PythonOperator(task_id="broken", python_callable=fail)
+
+        with DAG("watcher", schedule=None) as watcher:
+            ExternalTaskSensor(task_id="wait", external_dag_id="producer", external_task_id="produce",
+                               poke_interval=0.2, timeout=30)
+            ExternalTaskSensor(task_id="wait_broken", external_dag_id="producer", external_task_id="broken",
+                               failed_states=["failed"], poke_interval=0.2, timeout=30, retries=2)
+            ExternalTaskSensor(task_id="wait_run", external_dag_id="producer", poke_interval=0.2, timeout=1,
+                               allowed_states=["success"], soft_fail=True)
+    '''))
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
+    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
+    conf.reload()
+    database.migrate()
+    when = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    with create_session() as session:
+        sync_parse_result_to_db(parse_dag_folder(str(folder)), session)
+    with create_session() as session:
+        create_dag_run(session, dag_id="producer", run_id="r1", logical_date=when)
+        create_dag_run(session, dag_id="watcher", run_id="r1", logical_date=when)
+    run_scheduler(LocalExecutor(parallelism=4))
+    _, tis = run_states("watcher")
+    assert tis["wait"].state == S.SUCCESS and tis["wait"].try_number > 1  # it waited, rescheduled
+    assert tis["wait_broken"].state == S.FAILED and tis["wait_broken"].try_number >= 1
+    assert "producer.broken is failed" in tis["wait_broken"].failure_reason
+    assert tis["wait_run"].state == S.SKIPPED  # the producer run failed (broken), soft_fail skips on timeout

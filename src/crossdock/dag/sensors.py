@@ -205,3 +205,57 @@ class FileSensor(BaseSensorOperator):
     def poke(self, context: Mapping[str, Any]) -> bool:
         log.info("Poking for file %s", self.filepath)
         return bool(glob.glob(self.filepath, recursive=self.recursive))
+
+
+#: The key of the watched task's state in what the scheduler hands an ExternalTaskSensor.
+EXTERNAL_STATE_KEY = "external_state"
+
+
+class ExternalTaskSensor(BaseSensorOperator):
+    """Waits for a task (or, with ``external_task_id=None``, a whole run) of another DAG.
+
+    The try has no database, so the scheduler looks the state up when it queues each try
+    (the run of ``external_dag_id`` whose logical date is this run's minus
+    ``execution_delta``) and hands it over; the sensor therefore always runs in
+    ``reschedule`` mode, poking once per try.
+
+    :param allowed_states: states that end the wait (default ``["success"]``).
+    :param failed_states: states that fail the sensor at once (default none).
+    """
+
+    def __init__(self, task_id: str, *, external_dag_id: str, external_task_id: str | None = None,
+                 allowed_states: Sequence[str] | None = None, failed_states: Sequence[str] | None = None,
+                 execution_delta: timedelta | None = None, **kwargs: Any):
+        if kwargs.get("mode", "reschedule") != "reschedule":
+            log.info("ExternalTaskSensor %s runs in reschedule mode: each try sees the state the "
+                     "scheduler read when it queued it", task_id)
+        kwargs["mode"] = "reschedule"
+        kwargs.setdefault("poke_interval", 30)
+        super().__init__(task_id, **kwargs)
+        if not isinstance(external_dag_id, str) or not external_dag_id:
+            raise self._definition_error("external_dag_id must be a DAG id")
+        if execution_delta is not None and not isinstance(execution_delta, timedelta):
+            raise self._definition_error(f"execution_delta must be a timedelta, not {execution_delta!r}")
+        self.external_dag_id, self.external_task_id = external_dag_id, external_task_id
+        self.allowed_states = list(allowed_states or ["success"])
+        self.failed_states = list(failed_states or [])
+        self.execution_delta = execution_delta
+
+    @property
+    def external_watch(self) -> dict[str, Any]:
+        """What the scheduler looks up for this sensor (kept in the serialized task)."""
+        return {"dag_id": self.external_dag_id, "task_id": self.external_task_id,
+                "delta": self.execution_delta.total_seconds() if self.execution_delta else 0.0}
+
+    def poke(self, context: Mapping[str, Any]) -> bool:
+        handed = getattr(getattr(context.get("ti"), "values", None), "inputs", None)
+        state = handed.run.get(EXTERNAL_STATE_KEY) if handed is not None else None
+        what = f"{self.external_dag_id}.{self.external_task_id}" if self.external_task_id else self.external_dag_id
+        log.info("Poking for %s: its state is %s", what, state or "unknown (no such run yet)")
+        if state in self.failed_states:
+            from crossdock.dag.exceptions import AirflowFailException
+
+            if self.soft_fail:
+                raise AirflowSkipException(f"{what} is {state}")
+            raise AirflowFailException(f"{what} is {state}, one of the sensor's failed_states")
+        return state in self.allowed_states

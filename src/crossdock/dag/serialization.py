@@ -123,6 +123,8 @@ def serialize_task(task: "BaseOperator", *, priority_weight: int | None = None) 
     }
     if is_empty_task(task):
         data["empty"] = True
+    if getattr(task, "external_watch", None):  # an ExternalTaskSensor: what the scheduler looks up
+        data["external_watch"] = task.external_watch
     for name in ("depends_on_past", "wait_for_downstream", "max_active_tis_per_dag"):
         if getattr(task, name, None):  # stored only when set: other tasks keep their stored form
             data[name] = getattr(task, name)
@@ -240,6 +242,8 @@ class SerializedTask:
     depends_on_past: bool = False
     wait_for_downstream: bool = False
     max_active_tis_per_dag: int | None = None
+    #: An ExternalTaskSensor's watched DAG, task and delta (see crossdock.dag.sensors).
+    external_watch: dict | None = None
 
     @classmethod
     def from_dict(cls, task_id: str, data: Mapping[str, Any]) -> "SerializedTask":
@@ -264,6 +268,7 @@ class SerializedTask:
             depends_on_past=bool(data.get("depends_on_past", False)),
             wait_for_downstream=bool(data.get("wait_for_downstream", False)),
             max_active_tis_per_dag=data.get("max_active_tis_per_dag"),
+            external_watch=data.get("external_watch"),
         )
 
     @property

@@ -19,6 +19,7 @@ from crossdock.models import TaskInstance
 from crossdock.runner.command import task_run_command
 from crossdock.scheduler.active_run import ActiveRun
 from crossdock.scheduler.task_table import TaskTable
+from crossdock.scheduler.external_state import external_state
 from crossdock.scheduler.value_handover import ValueHandoverError, handover_for
 from crossdock.state import TaskInstanceState as S
 
@@ -103,7 +104,8 @@ class TaskQueuer:
         try:
             inputs = handover_for(run.dag, ti.task_id, run.values, conf=run.dag_run.conf,
                                   run_type=run.dag_run.run_type, run_id=run.run_id,
-                                  run={**run.facts, **run.sensors.get(slot, {})})
+                                  run={**run.facts, **run.sensors.get(slot, {}),
+                                       **external_state(run, run.dag.tasks.get(ti.task_id))})
         except ValueHandoverError as exc:
             self.table.set_state(run, ti, S.FAILED, end_date=now, start_date=now, duration=0.0,
                                  try_number=ti.try_number + 1, failure_reason=str(exc))
