@@ -122,6 +122,34 @@ def test_skips_branches_and_short_circuits_on_the_local_executor(flow_dag):
     check_outcomes(*flow_dag, LocalExecutor(parallelism=4))
 
 
+AIRFLOW_IMPORTS = """from airflow import DAG
+from airflow.decorators import task
+from airflow.exceptions import AirflowFailException, AirflowSkipException
+from airflow.operators.bash import BashOperator
+from airflow.operators.python import BranchPythonOperator, PythonOperator, ShortCircuitOperator
+"""
+
+
+def test_the_same_dag_file_with_unchanged_airflow_imports_runs_under_the_alias(flow_dag, monkeypatch):
+    """[core] airflow_import_alias: the file as an Airflow 2.x user wrote it, airflow.* imports."""
+    from crossdock.dag import airflow_alias
+    from crossdock.executors.local_executor import LocalExecutor
+
+    folder, ledger = flow_dag
+    path = folder / "flow.py"
+    source = path.read_text()
+    start = source.index("from crossdock import (")
+    end = source.index(")", start) + 1
+    path.write_text(source[:start] + AIRFLOW_IMPORTS + source[end:])
+    assert "from crossdock" not in path.read_text() and "import crossdock" not in path.read_text()
+    monkeypatch.setenv("CROSSDOCK__CORE__AIRFLOW_IMPORT_ALIAS", "True")
+    conf.reload()
+    try:
+        check_outcomes(folder, ledger, LocalExecutor(parallelism=4))
+    finally:
+        airflow_alias.uninstall()
+
+
 def test_skips_branches_and_short_circuits_on_celery(flow_dag):
     from crossdock.executors.celery_executor import CeleryExecutor
     from crossdock.executors.celery_worker import start_embedded_workers
