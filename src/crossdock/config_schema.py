@@ -51,6 +51,8 @@ CORE: dict[str, Option] = {
                                          "A warm process that forks task tries (the LocalExecutor's, a "
                                          "Celery worker's pool process) imports each DAG file once and "
                                          "its forks inherit the loaded DAGs. Off: every try imports it."),
+    "max_map_length": Option(1024, "int",
+                             "Most instances one mapped task (.expand) may have; a longer list fails it."),
     "task_callback_timeout": Option(60.0, "float",
                                     "Seconds a task's on_*_callback may run in its try before it is "
                                     "stopped and logged; the try's state does not change either way."),

@@ -18,6 +18,7 @@ from crossdock.lazy_names import lazy_exports
 from crossdock.dag.bash_operator import BashOperator
 from crossdock.dag.dag import DAG, get_current_dag
 from crossdock.dag.decorators import task
+from crossdock.dag import mapped_operator as _mapped_operator  # noqa: F401 - installs BaseOperator.partial
 from crossdock.dag.exceptions import (
     DagCycleError,
     DagDefinitionError,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import typing
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from crossdock.dag.baseoperator import BaseOperator
 from crossdock.dag.branch_operators import BranchPythonOperator, ShortCircuitOperator
@@ -23,6 +23,9 @@ from crossdock.dag.exceptions import DagDefinitionError
 from crossdock.dag.python_operator import PythonOperator
 from crossdock.dag.task_group import group_for_new_task
 from crossdock.dag.xcom_arg import XComArg
+
+if TYPE_CHECKING:
+    from crossdock.dag.mapped_operator import PartialOperator
 
 #: Joins a reused function's name and its use count in generated task ids.
 TASK_ID_SUFFIX = "__"
@@ -69,6 +72,25 @@ class TaskFunction:
     def override(self, **operator_kwargs: Any) -> "TaskFunction":
         """The same function with other operator arguments, e.g. ``f.override(task_id="x")()``."""
         return TaskFunction(self.function, {**self.operator_kwargs, **operator_kwargs}, self.operator_class)
+
+    def partial(self, **fixed: Any) -> "PartialOperator":
+        """The arguments every mapped instance shares: ``f.partial(y=1).expand(x=[1, 2])``."""
+        from crossdock.dag.mapped_operator import PartialOperator
+
+        options = dict(self.operator_kwargs)
+        options.setdefault("multiple_outputs", returns_mapping(self.function))
+        dag, group = group_for_new_task(options.get("dag") or get_current_dag(), options.get("task_group"))
+        task_id = _unique_task_id(options.pop("task_id", self.function.__name__), dag, group)
+        return PartialOperator(self.operator_class, {"task_id": task_id, "python_callable": self.function,
+                                                     "op_kwargs": fixed, **options}, merge_into="op_kwargs")
+
+    def expand(self, **mapped: Any) -> XComArg:
+        """One task instance per element: ``f.expand(x=[1, 2, 3])`` or over an upstream's list."""
+        return self.partial().expand(**mapped)
+
+    def expand_kwargs(self, value: Any) -> XComArg:
+        """One task instance per dict of arguments."""
+        return self.partial().expand_kwargs(value)
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         for value in (*args, *kwargs.values()):

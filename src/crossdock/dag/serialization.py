@@ -123,6 +123,8 @@ def serialize_task(task: "BaseOperator", *, priority_weight: int | None = None) 
     }
     if is_empty_task(task):
         data["empty"] = True
+    if getattr(task, "mapped_spec", None):  # a mapped task: how the scheduler expands it
+        data["mapped"] = task.mapped_spec
     if getattr(task, "external_watch", None):  # an ExternalTaskSensor: what the scheduler looks up
         data["external_watch"] = task.external_watch
     for name in ("depends_on_past", "wait_for_downstream", "max_active_tis_per_dag"):
@@ -244,6 +246,8 @@ class SerializedTask:
     max_active_tis_per_dag: int | None = None
     #: An ExternalTaskSensor's watched DAG, task and delta (see crossdock.dag.sensors).
     external_watch: dict | None = None
+    #: A mapped task's inputs: each a literal list's length or the (task_id, key) of its XCom list.
+    mapped: dict | None = None
 
     @classmethod
     def from_dict(cls, task_id: str, data: Mapping[str, Any]) -> "SerializedTask":
@@ -269,6 +273,7 @@ class SerializedTask:
             wait_for_downstream=bool(data.get("wait_for_downstream", False)),
             max_active_tis_per_dag=data.get("max_active_tis_per_dag"),
             external_watch=data.get("external_watch"),
+            mapped=data.get("mapped"),
         )
 
     @property

@@ -195,6 +195,8 @@ def _attempt(task: Any, dag: Any, ti: RuntimeTaskInstance, values: TryValues, in
         context.update(build_context(dag=dag, task=task, ti=ti, test_mode=test_mode, inputs=inputs))
         from crossdock.runner.templating import render_template_fields  # needs crossdock.dag, loaded by now
 
+        if hasattr(task, "unmap"):  # a mapped task: this try runs the operator for its element
+            task = context["task"] = task.unmap(context)
         render_template_fields(task, context)  # a failure to render is the try's failure
         if has_callbacks(task):
             run_callbacks(task, "on_execute_callback", context)

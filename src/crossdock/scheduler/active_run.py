@@ -36,6 +36,8 @@ class ActiveRun:
         self.sensors: dict[tuple[str, int], dict[str, str]] = {}
         #: The run outlived its dagrun_timeout: it fails whatever its tasks' states.
         self.timed_out = False
+        #: task_id → its task instances (one, or one per map index of a mapped task).
+        self.by_task: dict[str, list[TaskInstance]] = {}
 
     @property
     def dag_id(self) -> str:
@@ -47,13 +49,23 @@ class ActiveRun:
 
     def add(self, ti: TaskInstance) -> None:
         self.tis[(ti.task_id, ti.map_index)] = ti
+        self.by_task.setdefault(ti.task_id, []).append(ti)
         if ti.state not in FINISHED_STATES:
             self.unfinished += 1
 
+    def instances(self, task_id: str) -> list[TaskInstance]:
+        """The task's instances: one, or one per map index once a mapped task is expanded."""
+        return self.by_task.get(task_id, [])
+
+    def renumber(self, ti: TaskInstance, map_index: int) -> None:
+        """A mapped task's placeholder instance becomes its instance ``map_index``."""
+        del self.tis[(ti.task_id, ti.map_index)]
+        ti.map_index = map_index
+        self.tis[(ti.task_id, map_index)] = ti
+
     def upstream_states(self, task_id: str) -> list[str | None]:
         task = self.dag.tasks[task_id]
-        return [self.tis[(upstream, -1)].state for upstream in task.upstream_task_ids
-                if (upstream, -1) in self.tis]
+        return [ti.state for upstream in task.upstream_task_ids for ti in self.instances(upstream)]
 
     def downstream_ids(self, task_id: str) -> frozenset[str]:
         task = self.dag.tasks.get(task_id)

@@ -117,9 +117,9 @@ def skip_unchosen(table: TaskTable, run: ActiveRun, task_id: str, outcome: dict,
     SkipMixin does: a branch's other direct downstream tasks, except those that are also
     downstream of a chosen one (the join after an empty branch still runs)."""
     for skipped_id in sorted(unchosen_task_ids(run.dag, task_id, outcome)):
-        other = run.tis.get((skipped_id, -1))
-        if other is not None and other.state is None:
-            table.set_state(run, other, S.SKIPPED, start_date=now, end_date=now, duration=0.0)
+        for other in list(run.instances(skipped_id)):
+            if other.state is None:
+                table.set_state(run, other, S.SKIPPED, start_date=now, end_date=now, duration=0.0)
 
 
 def unchosen_task_ids(dag, task_id: str, outcome: dict) -> set[str]:

@@ -138,8 +138,13 @@ class RunLoader:
             dag_run.state = DagRunState.RUNNING.value
             dag_run.start_date = utcnow()
         by_task = {(ti.task_id, ti.map_index): ti for ti in existing}
+        expanded = {task_id for task_id, map_index in by_task if map_index >= 0}
         for task_id, task in dag.tasks.items():
             ti = by_task.pop((task_id, -1), None)
+            if ti is None and task_id in expanded:  # a mapped task expanded before a restart
+                for key in sorted(key for key in by_task if key[0] == task_id):
+                    run.add(by_task.pop(key))
+                continue
             if ti is None:
                 ti = TaskInstance(
                     dag_id=dag_run.dag_id, task_id=task_id, run_id=dag_run.run_id, map_index=-1,

@@ -33,6 +33,7 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from crossdock.configuration import conf
 from crossdock.database import create_session, describe_db_error
 from crossdock.executors.base_executor import BaseExecutor
 from crossdock.executors.routing import ExecutorRouter
@@ -40,15 +41,15 @@ from crossdock.models import Job, Pool
 from crossdock.models.base import utcnow
 from crossdock.scheduler import persistence
 from crossdock.scheduler.active_run import ActiveRun
+from crossdock.scheduler.dag_callbacks import DagCallbacks
 from crossdock.scheduler.dag_parsing import DagFolderParser
 from crossdock.scheduler.event_application import EventApplier
 from crossdock.scheduler.leadership import LeadershipLost, SchedulerLease
 from crossdock.scheduler.limits import SlotLimits
 from crossdock.scheduler.queueing import TaskQueuer
 from crossdock.scheduler.recovery import Recovery
-from crossdock.scheduler.dag_callbacks import DagCallbacks
-from crossdock.scheduler.run_timeouts import time_out_runs
 from crossdock.scheduler.run_loading import RunLoader
+from crossdock.scheduler.run_timeouts import time_out_runs
 from crossdock.scheduler.settings import SchedulerSettings
 from crossdock.scheduler.task_table import StateListener, TaskTable
 
@@ -149,6 +150,8 @@ class SchedulerJob:
             self.job_id = job.id
         self.lease = SchedulerLease(job_id=self.job_id, takeover_seconds=self.settings.standby_takeover_seconds)
         self.loader = RunLoader(self.table, self.lease)
+        self.table.mapping.lease = self.lease
+        self.table.mapping.max_map_length = conf.getint("core", "max_map_length")
         self.queuer.job_id = self.job_id
         if not self._wait_for_lease():
             return False
@@ -252,6 +255,7 @@ class SchedulerJob:
         changed += self._guard(lambda: time_out_runs(self.table, self.router, now))
         changed += self.table.release_due_retries(now)
         changed += self.table.check_dependencies()
+        changed += self._guard(self.table.mapping.expand_pending)
         changed += self.queuer.queue_ready_tasks(now)
         if self.queuer.sent_outliving_tries:
             # Tries bound for workers or pods are in the database before any is sent, so

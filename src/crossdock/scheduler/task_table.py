@@ -24,6 +24,7 @@ from crossdock.scheduler import trigger_rules
 from crossdock.scheduler.active_run import ActiveRun
 from crossdock.scheduler.limits import SlotLimits
 from crossdock.scheduler.past_dependencies import PastDependencies
+from crossdock.scheduler.task_mapping import TaskMapping
 from crossdock.state import DagRunState, FINISHED_STATES
 from crossdock.state import TaskInstanceState as S
 
@@ -60,6 +61,7 @@ class TaskTable:
         #: Runs whose XComs changed since the last flush, by run id.
         self.dirty_values: dict[int, ActiveRun] = {}
         self.past = PastDependencies(self)
+        self.mapping = TaskMapping(self)
 
     # -- lookups -----------------------------------------------------------------
     def by_primary(self, primary: tuple[str, str, str, int]) -> Entry | None:
@@ -111,6 +113,17 @@ class TaskTable:
         self.runs[run_key] = run
         for ti in run.tis.values():
             self._index(run, ti)
+
+    def renumber(self, run: ActiveRun, ti: TaskInstance, map_index: int) -> None:
+        """A mapped task's placeholder becomes instance ``map_index`` (see task_mapping)."""
+        self._by_primary.pop((ti.dag_id, ti.task_id, ti.run_id, ti.map_index), None)
+        run.renumber(ti, map_index)
+        self._by_primary[(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)] = (run, ti)
+
+    def add_instance(self, run: ActiveRun, ti: TaskInstance) -> None:
+        """A task instance created while its run is active (a mapped task's expansion)."""
+        run.add(ti)
+        self._index(run, ti)
 
     def _index(self, run: ActiveRun, ti: TaskInstance) -> None:
         self._by_primary[(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)] = (run, ti)
@@ -230,31 +243,34 @@ class TaskTable:
         for run in list(self.runs.values()):
             while run.pending_checks:
                 task_id = run.pending_checks.pop()
-                ti = run.tis.get((task_id, -1))
-                if ti is None or ti.state is not None:
-                    continue
-                task = run.dag.tasks.get(task_id)
-                if task is None:
-                    self.set_state(run, ti, S.REMOVED)
-                    changed += 1
-                    continue
-                try:
-                    verdict = trigger_rules.evaluate(task.trigger_rule, run.upstream_states(task_id))
-                except trigger_rules.UnknownTriggerRule as exc:  # user input never stops the scheduler
-                    now = utcnow()
-                    self.set_state(run, ti, S.FAILED, start_date=now, end_date=now, duration=0.0,
-                                   failure_reason=f"{exc}; this crossdock knows "
-                                                  f"{', '.join(sorted(trigger_rules.RULES))}")
-                    changed += 1
-                    continue
-                if verdict == trigger_rules.WAIT:
-                    continue
-                if verdict == trigger_rules.RUN and not self.past.allows(run, task):
-                    continue  # depends_on_past: checked again when the previous run's task finishes
-                if verdict == trigger_rules.RUN:
-                    self.reschedule(run, ti)
-                else:
-                    now = utcnow()
-                    self.set_state(run, ti, verdict, start_date=now, end_date=now, duration=0.0)
-                changed += 1
+                for ti in list(run.instances(task_id)):
+                    if ti.state is None:
+                        changed += self._check(run, task_id, ti)
         return changed
+
+    def _check(self, run: ActiveRun, task_id: str, ti: TaskInstance) -> int:
+        """Decide one waiting task instance: run it, settle it, or leave it waiting (0)."""
+        task = run.dag.tasks.get(task_id)
+        if task is None:
+            self.set_state(run, ti, S.REMOVED)
+            return 1
+        try:
+            verdict = trigger_rules.evaluate(task.trigger_rule, run.upstream_states(task_id))
+        except trigger_rules.UnknownTriggerRule as exc:  # user input never stops the scheduler
+            now = utcnow()
+            self.set_state(run, ti, S.FAILED, start_date=now, end_date=now, duration=0.0,
+                           failure_reason=f"{exc}; this crossdock knows "
+                                          f"{', '.join(sorted(trigger_rules.RULES))}")
+            return 1
+        if verdict == trigger_rules.WAIT:
+            return 0
+        if verdict == trigger_rules.RUN and not self.past.allows(run, task):
+            return 0  # depends_on_past: checked again when the previous run's task finishes
+        if verdict == trigger_rules.RUN and task.mapped and ti.map_index < 0:
+            return self.mapping.ready(run, ti, task)  # expanded into its map indexes first
+        if verdict == trigger_rules.RUN:
+            self.reschedule(run, ti)
+        else:
+            now = utcnow()
+            self.set_state(run, ti, verdict, start_date=now, end_date=now, duration=0.0)
+        return 1
