@@ -10,7 +10,7 @@ from crossdock.database import create_session, ensure_migrated
 from crossdock.exceptions import UserFacingError
 from crossdock.models import DagRun, SerializedDagModel, TaskInstance
 
-STATE_COLUMNS = ["task_id", "state", "queue", "executor", "try_number", "duration", "hostname",
+STATE_COLUMNS = ["task_id", "map_index", "state", "queue", "executor", "try_number", "duration", "hostname",
                  "start_date", "end_date", "failure_reason", "routing_reason"]
 
 
@@ -86,7 +86,7 @@ def task_state_rows(dag_id: str, run_id: str) -> list[dict]:
             raise CliError(f"DAG {dag_id!r} has no run {run_id!r}")
         tis = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id,
                                                          TaskInstance.run_id == run_id)
-                              .order_by(TaskInstance.start_date, TaskInstance.task_id)).all()
+                              .order_by(TaskInstance.start_date, TaskInstance.task_id, TaskInstance.map_index)).all()
         return [{column: getattr(ti, column) for column in STATE_COLUMNS} for ti in tis]
 
 
