@@ -28,6 +28,7 @@ from test_kubernetes_executor_pods import (  # noqa: F401 - imported to be colle
     test_unpullable_image_fails_fast_and_its_pod_is_removed,
 )
 from test_kubernetes_values import (  # noqa: F401
+    test_a_mapped_task_runs_one_pod_per_instance,
     test_skips_branches_and_fail_without_retry_come_back_from_pods,
     test_values_pass_between_pods_through_the_scheduler,
 )

@@ -45,3 +45,28 @@ def test_skips_branches_and_fail_without_retry_come_back_from_pods(tier, crossdo
     assert {task_id: ti.state for task_id, ti in tis.items()} == {
         "branch": "success", "left": "success", "right": "skipped", "bash_skip": "skipped", "fail_now": "failed"}
     assert tis["fail_now"].try_number == 1 and "corrupt input" in tis["fail_now"].failure_reason
+
+
+def test_a_mapped_task_runs_one_pod_per_instance(tier, crossdock_home, monkeypatch):
+    folder = configure(monkeypatch, crossdock_home, tier.namespace, delete_worker_pods="False")
+    (folder / "pod_map.py").write_text(textwrap.dedent('''
+        from crossdock import DAG, task
+
+        with DAG("pod_map", schedule=None) as dag:
+            @task
+            def square(x):
+                return x * x
+
+            @task
+            def total(values):
+                assert values == [1, 4, 9], values
+
+            total(square.expand(x=[1, 2, 3]))
+    '''))
+    parse_and_trigger(folder, "pod_map")
+    run_scheduler(KubernetesExecutor(api_client=tier.make_client()))
+    state, _ = run_states("pod_map")
+    assert state == "success"
+    labels = sorted(pod["metadata"]["labels"].get("map_index", "-") for pod in tier.pods()
+                    if pod["metadata"]["labels"].get("task_id") == "square")
+    assert labels == ["0", "1", "2"]
