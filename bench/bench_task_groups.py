@@ -1,10 +1,13 @@
-"""What task groups cost: 1,000 tasks in 50 groups of 20 beside 1,000 plain tasks, in one run.
+"""What task groups and mapping cost: 1,000 tasks in 50 groups of 20, and one task mapped over
+a 1,000-element upstream list, beside 1,000 plain tasks, in one run.
 
 Prints, for each DAG on the LocalExecutor and SQLite: parse time (the DAG file imported and
 serialized in a child, as the DAG processor does), trigger → run success wall time and
 tasks/s, and the scheduler process's peak RSS growth.
 
     python bench/bench_task_groups.py [--tasks 1000] [--groups 50]
+
+(The mapped DAG has one more task instance: the upstream that pushes the list.)
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ def write_dags(home, *, tasks: int, groups: int) -> None:
         with DAG("plain", max_active_tasks=64):
             for i in range({tasks}):
                 PythonOperator(task_id=f"t{{i:04d}}", python_callable=noop)
+    """))
+    (home / "dags" / "mapped.py").write_text(textwrap.dedent(f"""
+        from crossdock import DAG, task
+
+        with DAG("mapped", max_active_tasks=64):
+            @task
+            def elements():
+                return list(range({tasks}))
+
+            @task
+            def noop(x):
+                pass
+
+            noop.expand(x=elements())
     """))
     (home / "dags" / "grouped.py").write_text(textwrap.dedent(f"""
         from crossdock import DAG, PythonOperator, TaskGroup
@@ -70,8 +87,8 @@ def main() -> int:
     write_dags(home, tasks=args.tasks, groups=args.groups)
     with create_session() as session:
         sync_parse_result_to_db(parse_dag_folder(str(home / "dags")), session)
-    print(f"LocalExecutor, SQLite: {args.tasks} tasks plain vs in {args.groups} task groups")
-    for dag_id in ("plain", "grouped"):
+    print(f"LocalExecutor, SQLite: {args.tasks} tasks plain, in {args.groups} task groups, and mapped over a list")
+    for dag_id in ("plain", "grouped", "mapped"):
         parse = parse_seconds(home / "dags" / f"{dag_id}.py")
         before = peak_rss_mib()
         wall, tis = run_dag(dag_id, LocalExecutor(parallelism=16))

@@ -101,7 +101,7 @@ def test_past_bound_tasks_run_in_order_and_a_limited_task_never_overlaps(crossdo
 
 
 def test_a_failed_past_keeps_the_next_runs_task_waiting(crossdock_home, monkeypatch):
-    ledger, states, first_ds = run_past_dag(crossdock_home, monkeypatch, fail_on=True, limit=6.0)
+    ledger, states, first_ds = run_past_dag(crossdock_home, monkeypatch, fail_on=True, limit=3.0)
     assert states[(first_ds, "a")] == "failed"
     later = sorted(ds for ds, task_id in states if task_id == "a" and ds != first_ds)
     assert [states[(ds, "a")] for ds in later] == [None, None]  # waiting, never run
