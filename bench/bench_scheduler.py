@@ -103,7 +103,8 @@ def write_dags(home: Path, *, tasks: int, chain: int) -> None:
     """))
 
 
-def run_dag(dag_id: str):
+def run_dag(dag_id: str, executor=None):
+    """Trigger ``dag_id`` and run a scheduler (the LocalExecutor unless given) until it ends."""
     from sqlalchemy import select
 
     from crossdock.database import create_session
@@ -112,7 +113,8 @@ def run_dag(dag_id: str):
     from crossdock.scheduler.dag_runs import create_dag_run
     from crossdock.scheduler.scheduler_job import SchedulerJob
 
-    job = SchedulerJob(executors=load_executors("LocalExecutor"), parse_dags=False)
+    job = SchedulerJob(executors=[executor] if executor is not None else load_executors("LocalExecutor"),
+                       parse_dags=False)
     with create_session() as session:
         run_id = create_dag_run(session, dag_id=dag_id).run_id
     started = time.perf_counter()

@@ -20,11 +20,11 @@ import os
 import statistics
 import sys
 import textwrap
-import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_scheduler import peak_rss_mib, percentile, setup_home  # noqa: E402
+from bench_scheduler import run_dag as scheduler_run_dag  # noqa: E402
 from bench_services import own_redis_server, port_open  # noqa: E402
 
 
@@ -86,22 +86,8 @@ def parse_into_db(home) -> None:
 
 
 def run_dag(dag_id: str, executor) -> tuple[float, list]:
-    from sqlalchemy import select
-
-    from crossdock.database import create_session
-    from crossdock.models import TaskInstance
-    from crossdock.scheduler.dag_runs import create_dag_run
-    from crossdock.scheduler.scheduler_job import SchedulerJob
-
-    with create_session() as session:
-        run_id = create_dag_run(session, dag_id=dag_id).run_id
-    job = SchedulerJob(executors=[executor], parse_dags=False)
-    started = time.perf_counter()
-    job.run(stop_when=lambda j: j.loop_count > 1 and not j.runs)
-    wall = time.perf_counter() - started
-    with create_session() as session:
-        tis = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id,
-                                                         TaskInstance.run_id == run_id)).all()
+    """bench_scheduler's run of one DAG, on ``executor``, failing loudly if a task did not succeed."""
+    wall, tis = scheduler_run_dag(dag_id, executor)
     failed = [(ti.task_id, ti.failure_reason) for ti in tis if ti.state != "success"]
     assert not failed, failed[:3]
     return wall, tis

@@ -93,6 +93,22 @@ def new_namespace(make_client: Callable[[], client.ApiClient]) -> str:
     return namespace
 
 
+def use_dag_files(home: Path, monkeypatch, files: dict[str, str] | None = None, **settings: str) -> Path:
+    """A DAGs folder in ``home`` holding ``files`` (name → source, dedented), made the
+    configured one with new runs picked up at once; ``settings`` are more
+    ``CROSSDOCK__<SECTION__KEY>`` values (``CORE__MAX_MAP_LENGTH="3"``). The database is migrated."""
+    folder = home / "dags"
+    folder.mkdir(exist_ok=True)
+    for name, source in (files or {}).items():
+        (folder / name).write_text(textwrap.dedent(source))
+    env = {"CORE__DAGS_FOLDER": str(folder), "SCHEDULER__NEW_RUNS_POLL_INTERVAL": "0", **settings}
+    for key, value in env.items():
+        monkeypatch.setenv(f"CROSSDOCK__{key}", value)
+    conf.reload()
+    database.migrate()
+    return folder
+
+
 def configure(monkeypatch, home: Path, namespace: str, **settings: Any) -> Path:
     """Point crossdock at a DAG folder in ``home`` and the executor at ``namespace``."""
     folder = home / "dags"

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 import time
 
-from crossdock import database
-from crossdock.configuration import conf
-
-from kube_executor_support import parse_and_trigger, run_scheduler, run_states
+from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
 
 DAG_FILE = '''
 import json, os
@@ -42,15 +38,9 @@ def test_dag_callbacks_run_outside_the_scheduler_with_the_reason(crossdock_home,
     from crossdock.executors.local_executor import LocalExecutor
     from crossdock.runner.dag_callback import callback_log_path
 
-    folder = crossdock_home / "dags"
-    folder.mkdir()
     ledger = crossdock_home / "ledger.txt"
-    (folder / "callback_dags.py").write_text(textwrap.dedent(DAG_FILE.format(ledger=str(ledger))))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-    monkeypatch.setenv("CROSSDOCK__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{crossdock_home / 'crossdock.db'}")
-    conf.reload()
-    database.migrate()
+    folder = use_dag_files(crossdock_home, monkeypatch, {"callback_dags.py": DAG_FILE.format(ledger=str(ledger))},
+                           DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{crossdock_home / 'crossdock.db'}")
     parse_and_trigger(folder, "good")
     parse_and_trigger(folder, "bad")
     run_scheduler(LocalExecutor(parallelism=2))

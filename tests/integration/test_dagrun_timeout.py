@@ -3,26 +3,21 @@ through its executor (its process is gone: it never writes its last ledger line)
 
 from __future__ import annotations
 
-import textwrap
 import time
 
 import pytest
 
-from crossdock import database
-from crossdock.configuration import conf
 from crossdock.dag.exceptions import DagDefinitionError
 from crossdock.state import TaskInstanceState as S
 
-from kube_executor_support import parse_and_trigger, run_scheduler, run_states
+from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
 
 
 def test_a_run_past_its_dagrun_timeout_fails_and_its_running_try_is_stopped(crossdock_home, monkeypatch):
     from crossdock.executors.local_executor import LocalExecutor
 
-    folder = crossdock_home / "dags"
-    folder.mkdir()
     ledger = crossdock_home / "ledger.txt"
-    (folder / "slow.py").write_text(textwrap.dedent(f'''
+    folder = use_dag_files(crossdock_home, monkeypatch, {"slow.py": f'''
         import time
         from datetime import timedelta
         from crossdock import DAG, PythonOperator
@@ -40,11 +35,7 @@ def test_a_run_past_its_dagrun_timeout_fails_and_its_running_try_is_stopped(cros
             PythonOperator(task_id="quick", python_callable=lambda: None)
             PythonOperator(task_id="slow", python_callable=slow) >> PythonOperator(
                 task_id="after", python_callable=lambda: note("after"))
-    '''))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-    conf.reload()
-    database.migrate()
+    '''})
     parse_and_trigger(folder, "slow")
     started = time.monotonic()
     run_scheduler(LocalExecutor(parallelism=2))

@@ -7,11 +7,9 @@ import json
 import textwrap
 import time
 
-from crossdock import database
-from crossdock.configuration import conf
 from crossdock.runner.task_log import task_log_path_for_key
 
-from kube_executor_support import parse_and_trigger, run_scheduler, run_states
+from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
 
 DAG_FILE = '''
 import json
@@ -37,13 +35,8 @@ def test_trigger_conf_overrides_params_and_reaches_dag_run_in_every_try(crossdoc
     from crossdock.executors.local_executor import LocalExecutor
     from crossdock.models.base import utcnow  # noqa: F401 - the database layer is loaded for the run
 
-    folder = crossdock_home / "dags"
-    folder.mkdir()
+    folder = use_dag_files(crossdock_home, monkeypatch)
     (folder / "conf_dag.py").write_text(textwrap.dedent(DAG_FILE))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-    conf.reload()
-    database.migrate()
     assert main(["dags", "trigger", "conf_dag", "-r", "with_conf", "-c", '{"number_param": 7, "extra": "x"}']) == 0
     assert main(["dags", "trigger", "conf_dag", "-r", "no_conf"]) == 0
     assert main(["dags", "trigger", "conf_dag", "-r", "bad", "-c", '{"number_param": 25}']) == 1
@@ -74,8 +67,7 @@ def test_scheduled_runs_see_their_data_interval_and_the_last_successful_run(cros
     from crossdock.models import DagModel, DagRun
     from crossdock.scheduler.scheduler_job import SchedulerJob
 
-    folder = crossdock_home / "dags"
-    folder.mkdir()
+    folder = use_dag_files(crossdock_home, monkeypatch)
     start = (datetime.now(timezone.utc) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
     (folder / "daily.py").write_text(textwrap.dedent(f'''
         import json
@@ -92,10 +84,6 @@ def test_scheduled_runs_see_their_data_interval_and_the_last_successful_run(cros
                  catchup=True, max_active_runs=1) as dag:
             PythonOperator(task_id="show", python_callable=show)
     '''))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-    conf.reload()
-    database.migrate()
     with create_session() as session:
         sync_parse_result_to_db(parse_dag_folder(str(folder)), session)
         session.execute(update(DagModel).values(is_paused=False))
@@ -120,8 +108,7 @@ def test_scheduled_runs_see_their_data_interval_and_the_last_successful_run(cros
 def test_var_and_conn_reach_templates_in_a_try_through_the_scheduler(crossdock_home, monkeypatch):
     from crossdock.executors.local_executor import LocalExecutor
 
-    folder = crossdock_home / "dags"
-    folder.mkdir()
+    folder = use_dag_files(crossdock_home, monkeypatch)
     (crossdock_home / "connections.json").write_text(json.dumps(
         {"my_db": "postgresql://reader:s3cr3t-pass@db.example:5432/sales"}))
     (folder / "secrets_dag.py").write_text(textwrap.dedent('''
@@ -131,12 +118,8 @@ def test_var_and_conn_reach_templates_in_a_try_through_the_scheduler(crossdock_h
             BashOperator(task_id="echo", do_xcom_push=False, bash_command=
                 "echo {{ var.value.greeting }} {{ conn.my_db.host }}:{{ conn.my_db.port }} {{ var.json.cfg.n }}")
     '''))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
     monkeypatch.setenv("CROSSDOCK_VAR_GREETING", "hello")
     monkeypatch.setenv("CROSSDOCK_VAR_CFG", '{"n": 3}')
-    conf.reload()
-    database.migrate()
     parse_and_trigger(folder, "secrets_dag")
     run_scheduler(LocalExecutor(parallelism=2))
     state, tis = run_states("secrets_dag")

@@ -8,11 +8,9 @@ import textwrap
 
 import pytest
 
-from crossdock import database
-from crossdock.configuration import conf
 from crossdock.state import TaskInstanceState as S
 
-from kube_executor_support import parse_and_trigger, run_scheduler, run_states
+from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
 
 DAG_FILE = '''
 import os
@@ -55,16 +53,10 @@ with DAG("sensing", schedule=None) as dag:
 
 @pytest.fixture
 def sensing(crossdock_home, monkeypatch):
-    folder = crossdock_home / "dags"
-    folder.mkdir()
+    folder = use_dag_files(crossdock_home, monkeypatch, SCHEDULER__MAX_LOOP_SLEEP="0.05")
     counts = crossdock_home / "counts.txt"
     (folder / "sensing.py").write_text(textwrap.dedent(DAG_FILE.format(
         marker=str(crossdock_home / "marker"), counts=str(counts))))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__MAX_LOOP_SLEEP", "0.05")
-    conf.reload()
-    database.migrate()
     return folder, counts
 
 
@@ -115,8 +107,7 @@ def test_external_task_sensor_waits_for_another_dags_task_and_fails_on_its_failu
     from crossdock.executors.local_executor import LocalExecutor
     from crossdock.scheduler.dag_runs import create_dag_run
 
-    folder = crossdock_home / "dags"
-    folder.mkdir()
+    folder = use_dag_files(crossdock_home, monkeypatch)
     (folder / "external.py").write_text(textwrap.dedent('''
         import time
         from crossdock import DAG, ExternalTaskSensor, PythonOperator
@@ -136,10 +127,6 @@ def test_external_task_sensor_waits_for_another_dags_task_and_fails_on_its_failu
             ExternalTaskSensor(task_id="wait_run", external_dag_id="producer", poke_interval=0.2, timeout=1,
                                allowed_states=["success"], soft_fail=True)
     '''))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-    conf.reload()
-    database.migrate()
     when = datetime(2024, 6, 1, tzinfo=timezone.utc)
     with create_session() as session:
         sync_parse_result_to_db(parse_dag_folder(str(folder)), session)

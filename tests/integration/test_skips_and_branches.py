@@ -8,15 +8,13 @@ scheduler's own records.
 
 from __future__ import annotations
 
-import textwrap
 
 import pytest
 
-from crossdock import database
 from crossdock.configuration import conf
 from crossdock.state import TaskInstanceState as S
 
-from kube_executor_support import parse_and_trigger, run_scheduler, run_states
+from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
 
 DAG_FILE = '''
 import os
@@ -92,15 +90,8 @@ RAN = {"after_always", "left", "join", "b1", "b2", "soft_all_done", "all_skipped
 
 @pytest.fixture
 def flow_dag(crossdock_home, monkeypatch):
-    folder = crossdock_home / "dags"
-    folder.mkdir()
     ledger = crossdock_home / "ledger.txt"
-    (folder / "flow.py").write_text(textwrap.dedent(DAG_FILE.format(ledger=str(ledger))))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-    conf.reload()
-    database.migrate()
-    return folder, ledger
+    return use_dag_files(crossdock_home, monkeypatch, {"flow.py": DAG_FILE.format(ledger=str(ledger))}), ledger
 
 
 def check_outcomes(folder, ledger, executor):

@@ -3,14 +3,10 @@ or hangs is logged. Proven by a ledger the callbacks write, through the schedule
 
 from __future__ import annotations
 
-import textwrap
-
-from crossdock import database
-from crossdock.configuration import conf
 from crossdock.runner.task_log import task_log_path_for_key
 from crossdock.state import TaskInstanceState as S
 
-from kube_executor_support import parse_and_trigger, run_scheduler, run_states
+from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
 
 DAG_FILE = '''
 import time
@@ -54,15 +50,9 @@ with DAG("callbacks", schedule=None) as dag:
 def test_callbacks_run_by_outcome_and_never_change_it(crossdock_home, monkeypatch):
     from crossdock.executors.local_executor import LocalExecutor
 
-    folder = crossdock_home / "dags"
-    folder.mkdir()
     ledger = crossdock_home / "ledger.txt"
-    (folder / "callbacks.py").write_text(textwrap.dedent(DAG_FILE.format(ledger=str(ledger))))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__CORE__TASK_CALLBACK_TIMEOUT", "0.5")
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-    conf.reload()
-    database.migrate()
+    folder = use_dag_files(crossdock_home, monkeypatch, {"callbacks.py": DAG_FILE.format(ledger=str(ledger))},
+                           CORE__TASK_CALLBACK_TIMEOUT="0.5")
     parse_and_trigger(folder, "callbacks")
     run_scheduler(LocalExecutor(parallelism=4))
     _, tis = run_states("callbacks")

@@ -4,15 +4,12 @@ downstream tasks receiving the list of results, an empty list and the bad inputs
 
 from __future__ import annotations
 
-import textwrap
 
 import pytest
 
-from crossdock import database
-from crossdock.configuration import conf
 from crossdock.state import TaskInstanceState as S
 
-from kube_executor_support import parse_and_trigger, run_scheduler, run_states
+from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
 
 DAG_FILE = '''
 from crossdock import DAG, BashOperator, task
@@ -65,15 +62,8 @@ with DAG("mapping", schedule=None) as dag:
 
 @pytest.fixture
 def mapping_dag(crossdock_home, monkeypatch):
-    folder = crossdock_home / "dags"
-    folder.mkdir()
     ledger = crossdock_home / "ledger.txt"
-    (folder / "mapping.py").write_text(textwrap.dedent(DAG_FILE.format(ledger=str(ledger))))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-    conf.reload()
-    database.migrate()
-    return folder, ledger
+    return use_dag_files(crossdock_home, monkeypatch, {"mapping.py": DAG_FILE.format(ledger=str(ledger))}), ledger
 
 
 def test_mapped_tasks_expand_run_in_parallel_and_hand_their_results_on(mapping_dag):
@@ -121,9 +111,7 @@ def test_bad_expansions_fail_the_task_with_the_reason(crossdock_home, monkeypatc
         with pytest.raises(DagDefinitionError, match="needs a list or an XComArg, not int"):
             f.expand(x=3)
 
-    folder = crossdock_home / "dags"
-    folder.mkdir()
-    (folder / "bad_mapping.py").write_text(textwrap.dedent('''
+    folder = use_dag_files(crossdock_home, monkeypatch, {"bad_mapping.py": '''
         from crossdock import DAG, task
 
         with DAG("bad_mapping", schedule=None) as dag:
@@ -146,12 +134,8 @@ def test_bad_expansions_fail_the_task_with_the_reason(crossdock_home, monkeypatc
             use.override(task_id="over_dict").expand(x=not_a_list())
             use.override(task_id="over_limit").expand(x=too_many())
             use.override(task_id="after_failure").expand(x=broken())
-    '''))
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(folder))
-    monkeypatch.setenv("CROSSDOCK__CORE__MAX_MAP_LENGTH", "3")
-    monkeypatch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-    conf.reload()
-    database.migrate()
+    '''},
+                           CORE__MAX_MAP_LENGTH="3")
     parse_and_trigger(folder, "bad_mapping")
     run_scheduler(LocalExecutor(parallelism=4))
     state, tis = run_states("bad_mapping")

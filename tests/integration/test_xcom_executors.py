@@ -18,12 +18,11 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
-from crossdock import database
 from crossdock.configuration import conf
 from crossdock.database import create_session
 from crossdock.state import TaskInstanceState as S
 
-from kube_executor_support import parse_and_trigger, run_scheduler, run_states
+from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
 from service_gates import REDIS_URL, require_service
 
 DAG_BODY = '''
@@ -112,14 +111,7 @@ def assert_values_went_through(state, tis):
 
 @pytest.fixture
 def folder(crossdock_home, monkeypatch):
-    folder = crossdock_home / "dags"
-    folder.mkdir()
-    for key, value in {"CORE__DAGS_FOLDER": str(folder), "SCHEDULER__MAX_LOOP_SLEEP": "0.02",
-                       "SCHEDULER__NEW_RUNS_POLL_INTERVAL": "0"}.items():
-        monkeypatch.setenv(f"CROSSDOCK__{key}", value)
-    conf.reload()
-    database.migrate()
-    return folder
+    return use_dag_files(crossdock_home, monkeypatch, SCHEDULER__MAX_LOOP_SLEEP="0.02")
 
 
 def test_values_pass_between_tasks_on_the_local_executor(folder):

@@ -53,21 +53,31 @@ class PythonOperator(BaseOperator):
                  op_args: Sequence[Any] | None = None, op_kwargs: Mapping[str, Any] | None = None,
                  templates_dict: Mapping[str, Any] | None = None, **kwargs: Any):
         super().__init__(task_id, **kwargs)
-        if not callable(python_callable):
-            raise self._definition_error(f"python_callable must be callable, not {python_callable!r}")
-        if op_kwargs is not None and not isinstance(op_kwargs, Mapping):
-            raise self._definition_error("op_kwargs must be a dict")
-        if templates_dict is not None and not isinstance(templates_dict, Mapping):
-            raise self._definition_error("templates_dict must be a dict")
-        self.python_callable = python_callable
-        self.op_args: list[Any] = list(op_args or ())
-        self.op_kwargs: dict[str, Any] = dict(op_kwargs or {})
-        self.templates_dict: dict[str, Any] | None = dict(templates_dict) if templates_dict is not None else None
+        set_python_call(self, python_callable, op_args, op_kwargs, templates_dict)
 
     def execute(self, context: dict[str, Any]) -> Any:
-        context = {**context, "templates_dict": self.templates_dict}
-        extra = context_arguments(self.python_callable, context,
-                                  op_args=self.op_args, op_kwargs=self.op_kwargs)
-        result = self.python_callable(*self.op_args, **self.op_kwargs, **extra)
+        result = call_python(self, context)
         log.info("Done. Returned value was: %r", result)
         return result
+
+
+def set_python_call(task: BaseOperator, python_callable: Any, op_args: Sequence[Any] | None,
+                    op_kwargs: Mapping[str, Any] | None, templates_dict: Mapping[str, Any] | None) -> None:
+    """Check and keep what a Python task calls (PythonOperator's, and PythonSensor's poke)."""
+    if not callable(python_callable):
+        raise task._definition_error(f"python_callable must be callable, not {python_callable!r}")
+    if op_kwargs is not None and not isinstance(op_kwargs, Mapping):
+        raise task._definition_error("op_kwargs must be a dict")
+    if templates_dict is not None and not isinstance(templates_dict, Mapping):
+        raise task._definition_error("templates_dict must be a dict")
+    task.python_callable = python_callable
+    task.op_args = list(op_args or ())
+    task.op_kwargs = dict(op_kwargs or {})
+    task.templates_dict = dict(templates_dict) if templates_dict is not None else None
+
+
+def call_python(task: Any, context: Mapping[str, Any]) -> Any:
+    """``python_callable(*op_args, **op_kwargs, **<the context keys it takes>)``."""
+    context = {**context, "templates_dict": task.templates_dict}
+    extra = context_arguments(task.python_callable, context, op_args=task.op_args, op_kwargs=task.op_kwargs)
+    return task.python_callable(*task.op_args, **task.op_kwargs, **extra)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from crossdock.dag.baseoperator import BaseOperator
 from crossdock.dag.exceptions import AirflowRescheduleException, AirflowSensorTimeout, AirflowSkipException
-from crossdock.dag.python_operator import context_arguments
+from crossdock.dag.python_operator import call_python, set_python_call
 
 log = logging.getLogger("crossdock.task")
 
@@ -119,17 +119,10 @@ class PythonSensor(BaseSensorOperator):
                  op_args: Sequence[Any] | None = None, op_kwargs: Mapping[str, Any] | None = None,
                  templates_dict: Mapping[str, Any] | None = None, **kwargs: Any):
         super().__init__(task_id, **kwargs)
-        if not callable(python_callable):
-            raise self._definition_error(f"python_callable must be callable, not {python_callable!r}")
-        self.python_callable = python_callable
-        self.op_args = list(op_args or ())
-        self.op_kwargs = dict(op_kwargs or {})
-        self.templates_dict = dict(templates_dict) if templates_dict is not None else None
+        set_python_call(self, python_callable, op_args, op_kwargs, templates_dict)
 
     def poke(self, context: Mapping[str, Any]) -> bool | PokeReturnValue:
-        context = {**context, "templates_dict": self.templates_dict}
-        extra = context_arguments(self.python_callable, context, op_args=self.op_args, op_kwargs=self.op_kwargs)
-        result = self.python_callable(*self.op_args, **self.op_kwargs, **extra)
+        result = call_python(self, context)
         return result if isinstance(result, PokeReturnValue) else bool(result)
 
 
