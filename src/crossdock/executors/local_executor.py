@@ -1,8 +1,11 @@
 """LocalExecutor: run each task as a process on the scheduler's machine.
 
-At :meth:`LocalExecutor.start` it forks one warm "zygote" process
+At :meth:`LocalExecutor.start` it starts one warm "zygote" process
 (:mod:`crossdock.runner.zygote`); each task command is a fork of that zygote, so a
-task costs a fork rather than a new interpreter (design principle 5). The zygote
+task costs a fork rather than a new interpreter (design principle 5). The zygote is a
+new interpreter, not a fork of the scheduler: its tries then inherit none of the
+scheduler's memory (its database engine and URL, its threads, fds and at-fork hooks),
+only what a try needs. The zygote
 reports ``started`` / ``finished`` over a pipe; :meth:`sync` turns those into events
 without blocking, and :meth:`wait_for_events` lets an idle scheduler sleep until one
 arrives, so a finished task wakes it at once.
@@ -24,7 +27,7 @@ from crossdock.executors.task_event import TaskEvent
 from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.runner.interrupt import KILL_GRACE_SECONDS
 from crossdock.runner.task_log import task_log_path
-from crossdock.runner.zygote import STOP_TIMEOUT_SECONDS, ZygoteHandle, start_zygote
+from crossdock.runner.zygote import STOP_TIMEOUT_SECONDS, ZygoteHandle, spawn_zygote
 from crossdock.processes import group_alive, signal_group
 from crossdock.state import TaskInstanceState
 
@@ -75,9 +78,9 @@ class LocalExecutor(BaseExecutor):
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        """Fork the zygote (once; calling start again is harmless)."""
+        """Start the zygote (once; calling start again is harmless)."""
         if self._zygote is None:
-            self._zygote = start_zygote(use_fork=self.use_fork)
+            self._zygote = spawn_zygote(use_fork=self.use_fork)
             self.log.debug("started local executor process %s (fork=%s)", self._zygote.pid, self.use_fork)
 
     @property

@@ -23,9 +23,10 @@ from the zygote::
 If the connection closes (the scheduler died), the zygote kills every task and exits:
 with the scheduler gone nobody would record their outcome.
 
-Two ways to start one. :func:`start_zygote` forks the owner (the LocalExecutor's way:
-the zygote sees the owner's configuration exactly). :func:`spawn_zygote` starts a new
-interpreter that imports only what a try needs (a Celery pool process's way): a fork
+Two ways to start one. :func:`start_zygote` forks the owner (the zygote sees the
+owner's configuration exactly; tests use it). :func:`spawn_zygote` starts a new
+interpreter that imports only what a try needs (the LocalExecutor's and a Celery pool
+process's way): nothing of the owner's memory reaches the tries, and a fork
 costs in proportion to the parent's memory, and a pool process carries Celery, kombu
 and the broker clients that no task uses, so forking a lean process makes every try
 cheaper. A spawned zygote reads the configuration from the environment and files, as
@@ -169,7 +170,11 @@ def spawn_zygote(*, use_fork: bool = True) -> ZygoteHandle:
     argv = [sys.executable, "-m", "crossdock.runner.zygote", "--fd", str(fd), "--owner-pid", str(os.getpid())]
     if not use_fork:
         argv.append("--new-interpreter-per-task")
-    env = dict(os.environ)
+    from crossdock.config_secrets import environment_for_try
+
+    # Only what a try may see: the zygote needs no database or broker settings, and a try
+    # could read its environment from /proc.
+    env = environment_for_try(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
     try:
         pid = os.posix_spawn(sys.executable, argv, env, setpgroup=0,
