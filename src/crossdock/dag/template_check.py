@@ -12,19 +12,14 @@ import os
 from typing import Any, Iterator, Mapping
 
 from crossdock.dag.exceptions import DagDefinitionError
+from crossdock.dag.xcom_arg import nested_leaves
 
+#: What makes a string a template: an expression, a statement or a comment.
 TEMPLATE_MARKERS = ("{{", "{%", "{#")
 
 
 def _template_strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _template_strings(item)
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        for item in value:
-            yield from _template_strings(item)
+    return (leaf for leaf in nested_leaves(value) if isinstance(leaf, str))
 
 
 def _sources(task: Any, folders: list[str]) -> Iterator[tuple[str, str, str | None]]:

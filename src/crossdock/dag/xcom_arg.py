@@ -9,6 +9,7 @@ It also links like the task it refers to: ``extract() >> report``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Iterator
 
 from crossdock.dag.exceptions import XComError
@@ -73,13 +74,19 @@ class XComArg:
         return value
 
 
-def xcom_args_in(value: Any) -> Iterator[XComArg]:
-    """Every XComArg inside ``value`` (lists, tuples, sets and dict values searched)."""
-    if isinstance(value, XComArg):
-        yield value
-    elif isinstance(value, dict):
+def nested_leaves(value: Any) -> Iterator[Any]:
+    """Every value inside ``value`` that is not a container (lists, tuples, sets and dict
+    values searched): what a template field's checks look at."""
+    if isinstance(value, Mapping):
         for item in value.values():
-            yield from xcom_args_in(item)
+            yield from nested_leaves(item)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
-            yield from xcom_args_in(item)
+            yield from nested_leaves(item)
+    else:
+        yield value
+
+
+def xcom_args_in(value: Any) -> Iterator[XComArg]:
+    """Every XComArg inside ``value``."""
+    return (leaf for leaf in nested_leaves(value) if isinstance(leaf, XComArg))

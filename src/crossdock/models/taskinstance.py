@@ -11,6 +11,12 @@ from crossdock.models.base import Base, UtcDateTime
 from crossdock.models.taskinstancekey import TaskInstanceKey
 
 
+#: Columns a new task instance is inserted with (a run's start, a mapped task's expansion).
+NEW_TI_COLUMNS = ("dag_id", "task_id", "run_id", "map_index", "try_number", "max_tries", "state",
+                  "queue", "pool", "pool_slots", "priority_weight", "executor", "executor_config",
+                  "stuck_in_queued_count")
+
+
 class TaskInstance(Base):
     """Only the scheduler writes these rows (design principle 1)."""
 

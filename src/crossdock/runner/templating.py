@@ -20,11 +20,10 @@ import os
 from typing import Any, Iterator, Mapping, Sequence
 
 from crossdock.dag.exceptions import TaskFailure
+from crossdock.dag.template_check import TEMPLATE_MARKERS
 from crossdock.dag.xcom_arg import XComArg
 from crossdock.exceptions import UserFacingError
 
-#: What makes a string a template: an expression, a statement or a comment.
-TEMPLATE_MARKERS = ("{{", "{%", "{#")
 
 
 class TemplateRenderError(TaskFailure, UserFacingError):

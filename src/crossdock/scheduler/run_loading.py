@@ -16,6 +16,7 @@ from sqlalchemy import insert, select
 from crossdock.database import create_session
 from crossdock.models import DagModel, DagRun, SerializedDagModel, TaskInstance
 from crossdock.models.base import utcnow
+from crossdock.models.taskinstance import NEW_TI_COLUMNS
 from crossdock.scheduler.active_run import ActiveRun
 from crossdock.scheduler.value_handover import load_run_values, run_facts
 from crossdock.scheduler.dag_runs import SCHEDULED, run_id_for
@@ -25,11 +26,6 @@ from crossdock.scheduler.timetable import ONCE, next_data_interval
 from crossdock.state import DagRunState, FINISHED_STATES
 
 log = logging.getLogger("crossdock.scheduler")
-
-#: Columns a new task instance is inserted with.
-NEW_TI_COLUMNS = ("dag_id", "task_id", "run_id", "map_index", "try_number", "max_tries", "state",
-                  "queue", "pool", "pool_slots", "priority_weight", "executor", "executor_config",
-                  "stuck_in_queued_count")
 
 
 class RunLoader:

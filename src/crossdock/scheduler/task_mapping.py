@@ -21,6 +21,7 @@ from crossdock.database import create_session
 from crossdock.dag.xcom_values import from_json_object
 from crossdock.models import TaskInstance
 from crossdock.models.base import utcnow
+from crossdock.models.taskinstance import NEW_TI_COLUMNS
 from crossdock.state import TaskInstanceState as S
 
 if TYPE_CHECKING:
@@ -31,8 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("crossdock.scheduler")
 
 #: Columns copied from the placeholder to each new instance of a mapped task.
-INSTANCE_COLUMNS = ("dag_id", "task_id", "run_id", "try_number", "max_tries", "state", "queue", "pool",
-                    "pool_slots", "priority_weight", "executor", "executor_config", "stuck_in_queued_count")
+INSTANCE_COLUMNS = tuple(column for column in NEW_TI_COLUMNS if column != "map_index")
 
 
 def pushed_list(run: "ActiveRun", task_id: str, key: str) -> Any:
