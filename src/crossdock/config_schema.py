@@ -281,6 +281,39 @@ SECRETS: dict[str, Option] = {
                                "connections'; on Kubernetes, mount a Secret at this path. Empty: no file."),
 }
 
+WORKER_QUEUES: dict[str, Option] = {
+    "queues": Option("{}", "json_object",
+                     "JSON object: Celery queue name -> {\"min_workers\": N, \"max_workers\": N, "
+                     "\"max_tasks_per_worker\": N, \"resources\": {...}}; a queue a DAG uses but this "
+                     "does not list gets the defaults below."),
+    "default_min_workers": Option(1, "int", "Fewest workers of a queue the config does not list (0 allowed)."),
+    "default_max_workers": Option(10, "int", "Most workers of a queue the config does not list."),
+    "default_max_tasks_per_worker": Option(0, "int",
+                                           "Tasks one worker of an unlisted queue runs at once; 0 means "
+                                           "[celery] worker_concurrency."),
+    "interval": Option(10.0, "float", "Seconds between the autoscaler's decisions (and queue-monitor reads)."),
+    "cooldown": Option(60.0, "float",
+                       "Seconds after a change of a queue's workers before it is scaled down again "
+                       "(scaling up never waits), so a queue does not flap."),
+    "autoscale": Option(False, "bool",
+                        "Scale each queue's workers by ceil((queued + running) / max_tasks_per_worker) "
+                        "between min and max. 'crossdock standalone' turns it on for its local workers."),
+    "drain_grace": Option(600.0, "float",
+                          "Seconds a worker chosen for scale-down may take to finish what it runs; after "
+                          "it, its tasks are left running and the worker is reported, never killed."),
+    "deployment_name": Option("crossdock-worker-{queue}", "str",
+                              "Kubernetes Deployment of each queue's workers ('crossdock celery autoscaler', "
+                              "'crossdock deploy'); {queue} is the queue name made DNS-safe."),
+    "namespace": Option("", "str", "Namespace of those Deployments; empty: [kubernetes_executor] namespace."),
+}
+
+METRICS: dict[str, Option] = {
+    "enabled": Option(False, "bool",
+                      "Serve Prometheus metrics from the scheduler ('crossdock standalone' turns it on)."),
+    "host": Option("127.0.0.1", "str", "Address the metrics endpoint listens on."),
+    "port": Option(9464, "int", "Port of the metrics endpoint (/metrics)."),
+}
+
 #: Every declared section, in the order ``crossdock config list --defaults`` shows them.
 SCHEMA: dict[str, dict[str, Option]] = {
     "core": CORE,
@@ -295,13 +328,15 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "kubernetes_executor": KUBERNETES_EXECUTOR,
     "kubernetes_local_runtime": KUBERNETES_LOCAL_RUNTIME,
     "secrets": SECRETS,
+    "worker_queues": WORKER_QUEUES,
+    "metrics": METRICS,
 }
 
 #: Sections whose keys are passed through to a library as they are: any key is valid.
 OPEN_SECTIONS = frozenset({"celery_broker_transport_options"})
 
 #: Sections every start-up check reads, whichever executors are configured.
-COMMON_SECTIONS = ("core", "database", "scheduler", "logging", "executor_routing")
+COMMON_SECTIONS = ("core", "database", "scheduler", "logging", "executor_routing", "metrics")
 
 #: Sections each built-in executor reads, by class name; checked when it is configured.
 EXECUTOR_SECTIONS: dict[str, tuple[str, ...]] = {
