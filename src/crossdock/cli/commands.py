@@ -161,6 +161,14 @@ DEMO = ActionCommand("demo", "Run the example DAGs end to end and print a summar
                          Arg(("--dag",), {"action": "append", "help": "only this example DAG (repeatable)"}),
                      ])
 
+QUEUES = ActionCommand("queues", "Per queue: executor, tasks waiting and running, broker messages, workers "
+                                  "and free slots, oldest wait, desired workers and why",
+                        lazy("crossdock.cli.queues_command.queues"), [
+                            Arg(("-w", "--watch"), {"action": "store_true",
+                                                    "help": "print again every --interval seconds until Ctrl-C"}),
+                            Arg(("--interval",), {"type": float, "default": 2.0,
+                                                  "help": "seconds between prints with --watch (default: 2)"}),
+                            OUTPUT])
 VERSION = ActionCommand("version", "Print crossdock's version", lazy("crossdock.cli.version_command.version"))
 
-COMMANDS = [DB, DAGS, TASKS, CONFIG, VARIABLES, CONNECTIONS, JOBS, SCHEDULER, STANDALONE, DEMO, VERSION]
+COMMANDS = [DB, DAGS, TASKS, CONFIG, VARIABLES, CONNECTIONS, JOBS, QUEUES, SCHEDULER, STANDALONE, DEMO, VERSION]

@@ -1,15 +1,15 @@
 """Which Celery workers consume which queue, and how many free slots they have.
 
-One inspect broadcast per kind of reply (``active_queues``, ``stats``, ``active``,
-``reserved``, ``scheduled``), sent in parallel so a refresh costs one reply timeout, not
-five (on a network broker; the serverless filesystem broker's reply files do not bear
-concurrent readers, so there they go one after another). A worker that stopped consuming a queue (a draining worker after
-``cancel_consumer``) no longer lists it, so it is not counted as the queue's worker.
+One inspect broadcast per kind of reply. The first (``active_queues``) waits the whole
+reply timeout, since nobody knows how many workers there are; it tells how many
+answered, so the others (``stats``, ``active``, ``reserved``, ``scheduled``) return as
+soon as that many replies are in: a refresh costs about one timeout, not five. A worker
+that stopped consuming a queue (a draining worker after ``cancel_consumer``) no longer
+lists it, so it is not counted as the queue's worker.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crossdock.monitoring.queue_status import WorkerInfo
@@ -17,18 +17,17 @@ from crossdock.monitoring.queue_status import WorkerInfo
 #: Seconds each inspect broadcast waits for replies.
 INSPECT_TIMEOUT = 1.0
 
-_REPLIES = ("active_queues", "stats", "active", "reserved", "scheduled")
+_DETAILS = ("stats", "active", "reserved", "scheduled")
 
 
 def workers_by_queue(app: Any, *, timeout: float = INSPECT_TIMEOUT) -> dict[str, list[WorkerInfo]]:
     """``queue → workers consuming it``; an empty dict when no worker answered."""
-    inspect = app.control.inspect(timeout=timeout)
-    if str(app.conf.broker_url).startswith("filesystem:"):
-        replies = {name: (getattr(inspect, name)() or {}) for name in _REPLIES}
-    else:
-        with ThreadPoolExecutor(len(_REPLIES)) as pool:
-            futures = {name: pool.submit(getattr(inspect, name)) for name in _REPLIES}
-            replies = {name: (future.result() or {}) for name, future in futures.items()}
+    consuming = app.control.inspect(timeout=timeout).active_queues() or {}
+    if not consuming:
+        return {}
+    inspect = app.control.inspect(timeout=timeout, limit=len(consuming))
+    replies = {"active_queues": consuming}
+    replies.update({name: (getattr(inspect, name)() or {}) for name in _DETAILS})
     by_queue: dict[str, list[WorkerInfo]] = {}
     for hostname, queues in sorted(replies["active_queues"].items()):
         stats = replies["stats"].get(hostname) or {}
