@@ -47,6 +47,7 @@ _LAZY: dict[str, str] = {
     "TimeDeltaSensor": "crossdock.dag.sensors",
     "FileSensor": "crossdock.dag.sensors",
     "ExternalTaskSensor": "crossdock.dag.sensors",
+    "CeleryQueueSensor": "crossdock.providers.celery.sensors.celery_queue",
     "PokeReturnValue": "crossdock.dag.sensors",
 }
 

@@ -90,7 +90,8 @@ ALIASES: dict[str, dict[str, str]] = {
     "airflow.sensors.external_task": _public("ExternalTaskSensor"),
     "airflow.hooks.base": _public("BaseHook"),
     "airflow.configuration": {"conf": "crossdock.configuration:conf"},
-    "airflow.providers.celery.sensors.celery_queue": _public("CeleryQueueSensor"),
+    "airflow.providers.celery.sensors.celery_queue": {
+        "CeleryQueueSensor": "crossdock.providers.celery.sensors.celery_queue:CeleryQueueSensor"},
     "airflow.providers.celery.executors.celery_executor": {
         "CeleryExecutor": "crossdock.executors.celery_executor:CeleryExecutor",
     },

@@ -1,0 +1,1 @@
+"""What Airflow's Celery provider offers DAG authors."""
