@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "task_group": "crossdock.dag.task_group",
     "Label": "crossdock.dag.edge_modifier",
     "chain": "crossdock.dag.relations",
+    "chain_linear": "crossdock.dag.relations",
     "cross_downstream": "crossdock.dag.relations",
     "BaseBranchOperator": "crossdock.dag.branch_operators",
     "BranchPythonOperator": "crossdock.dag.branch_operators",

@@ -320,3 +320,44 @@ def test_the_new_names_are_exported_from_crossdock():
     for name in ("EmptyOperator", "TaskGroup", "task_group", "Label", "chain", "cross_downstream"):
         assert name in crossdock.__all__ and getattr(crossdock, name) is not None
     assert crossdock.task_group.__module__ == "crossdock.dag.task_group" and callable(crossdock.task_group)
+
+
+# -- chain_linear ------------------------------------------------------------------------
+def test_chain_linear_links_every_task_of_each_argument_to_every_task_of_the_next():
+    from crossdock import chain_linear
+
+    with DAG("linear") as dag:
+        t1, t2, t3, t4, t5, t6 = empties("t1", "t2", "t3", "t4", "t5", "t6")
+        chain_linear(t1, [t2, t3], [t4, t5], t6)
+    assert edges(dag) == {("t1", "t2"), ("t1", "t3"), ("t2", "t4"), ("t2", "t5"), ("t3", "t4"), ("t3", "t5"),
+                          ("t4", "t6"), ("t5", "t6")}
+
+
+def test_chain_linear_takes_lists_of_different_lengths_and_taskflow_results():
+    from crossdock import chain_linear
+
+    with DAG("linear_mixed") as dag:
+        @task
+        def make():
+            return 1
+
+        a, b, c = empties("a", "b", "c")
+        chain_linear([a], [b, c, make()])
+    assert edges(dag) == {("a", "b"), ("a", "c"), ("a", "make")}
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ((), "no tasks given"),
+    (("one",), "one argument sets no dependency"),
+    (("label",), "edge labels are not supported"),
+    (("text",), "can only take tasks"),
+])
+def test_chain_linear_refuses_what_sets_no_real_edge(arguments, message):
+    from crossdock import chain_linear
+    from crossdock.dag.exceptions import DagDefinitionError
+
+    with DAG("linear_bad"):
+        a, b = EmptyOperator(task_id="a"), EmptyOperator(task_id="b")
+        values = {"one": ([a, b],), "label": (a, Label("x"), b), "text": (a, "b")}
+        with pytest.raises((DagDefinitionError, TypeError), match=message):
+            chain_linear(*(values[arguments[0]] if arguments else ()))

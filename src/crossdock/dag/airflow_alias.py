@@ -44,7 +44,7 @@ def _public(*names: str) -> dict[str, str]:
 
 _XCOM_ARG = {"XComArg": "crossdock.dag.xcom_arg:XComArg"}
 _PYTHON_OPERATORS = _public("PythonOperator", "BranchPythonOperator", "ShortCircuitOperator")
-_HELPERS = _public("chain", "cross_downstream")
+_HELPERS = _public("chain", "chain_linear", "cross_downstream")
 
 #: Airflow module → {Airflow name: "crossdock.module:attribute"}. Authoring names point at
 #: crossdock's public package (``crossdock:Name``), wherever the class itself lives.

@@ -1,4 +1,5 @@
-"""``chain`` and ``cross_downstream``: many edges in one call (Airflow's, from baseoperator).
+"""``chain``, ``chain_linear`` and ``cross_downstream``: many edges in one call (Airflow's,
+from baseoperator).
 
 Each accepts what ``>>`` accepts: tasks, XComArgs (a TaskFlow call's result), task
 groups and edge labels, and lists of them. Every argument is checked before the first
@@ -48,6 +49,31 @@ def chain(*tasks: Any) -> None:
             down.set_upstream(list(up))
         else:
             up.set_downstream(down)
+
+
+def chain_linear(*elements: Any) -> None:
+    """Link every task of each argument to every task of the next (Airflow 2.7's ``chain_linear``).
+
+    ``chain_linear(t1, [t2, t3], [t4, t5], t6)`` makes t1 >> t2, t3; both of t2, t3 >> both
+    of t4, t5; both of those >> t6 — lists of any lengths, unlike ``chain``'s pairwise lists.
+    Edge labels are refused (there is no single edge to label), and so is a call that would
+    set no edge at all (one argument: usually a list passed without ``*``).
+    """
+    from crossdock.dag.edge_modifier import EdgeModifier
+
+    if not elements:
+        raise DagDefinitionError("chain_linear: no tasks given; nothing to do")
+    for position, item in enumerate(elements, start=1):
+        for member in item if isinstance(item, _LISTS) else [item]:
+            if isinstance(member, EdgeModifier):
+                raise DagDefinitionError(f"chain_linear (argument {position}): edge labels are not supported")
+            _check_linkable(member, where=f"chain_linear (argument {position})")
+    if len(elements) < 2:
+        raise DagDefinitionError("chain_linear: one argument sets no dependency; did you forget to "
+                                 "unpack a list with *?")
+    for up, down in zip(elements, elements[1:]):
+        for member in up if isinstance(up, _LISTS) else [up]:
+            member.set_downstream(list(down) if isinstance(down, _LISTS) else down)
 
 
 def cross_downstream(from_tasks: Sequence[Any], to_tasks: Any) -> None:
