@@ -297,3 +297,54 @@ def test_what_a_branch_or_short_circuit_skips_is_read_from_the_dag_alone():
     assert unchosen_task_ids(shapes, "branch", {"follow": []}) == {"a", "b", "join"}
     assert unchosen_task_ids(shapes, "branch", {"skip_descendants": True}) == {"a", "b", "join", "tail"}
     assert unchosen_task_ids(shapes, "branch", {}) == set()
+
+
+MAPPED_DAG = PREAMBLE + '''
+with DAG("mapped", schedule=None):
+    @task
+    def numbers():
+        note("numbers")
+        return [1, 2, 3]
+
+    @task(retries=1, retry_delay=timedelta(0))
+    def square(x):
+        marker = os.environ["LEDGER"] + f".failed-{x}"
+        note("square", x)
+        if x == 2 and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("first try of 2 fails")
+        return x * x
+
+    @task
+    def total(values):
+        note("total", sorted(values))
+
+    @task
+    def nothing():
+        return []
+
+    @task
+    def never(x):
+        note("never", x)
+
+    total(square.expand(x=numbers()))
+    never.expand(x=nothing())
+    BashOperator.partial(task_id="echo").expand(bash_command=["echo a", "echo b"])
+'''
+
+
+def test_a_mapped_task_runs_one_try_per_element_and_downstream_gets_the_list(dags_folder, ledger):
+    write_dag(dags_folder, "mapped", MAPPED_DAG)
+    done = dags_test("mapped")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines, summary = outcome_lines(done.stdout)
+    states = {(task_id, state) for task_id, state, _ in lines}
+    assert {("square[0]", "success"), ("square[1]", "up_for_retry"), ("square[1]", "success"),
+            ("square[2]", "success"), ("echo[0]", "success"), ("echo[1]", "success"),
+            ("total", "success"), ("never", "skipped")} <= states
+    assert dict((t, r) for t, s, r in lines if t == "never")["never"] == "mapped over an empty list"
+    runs = ledger_lines(ledger)
+    assert sorted(line for line in runs if line.startswith("square")) == ["square 1", "square 2", "square 2",
+                                                                          "square 3"]
+    assert "total [1, 4, 9]" in runs and not any(line.startswith("never") for line in runs)
+    assert summary.startswith("run manual__") and ": success" in summary

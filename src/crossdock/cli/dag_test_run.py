@@ -16,7 +16,10 @@ through its values line, and it writes its usual log file, which is copied to th
 console while it runs. Tries run one at a time: of the tasks that may run, the one of
 highest priority weight first, then by task id. A task waiting for a retry or for its
 sensor's next poke steps aside meanwhile, as in the scheduler, so other ready tasks run;
-only when nothing else can run does the engine sleep until the first of them is due.
+only when nothing else can run does the engine sleep until the first of them is due. A
+mapped task is expanded as the scheduler expands it
+(:func:`~crossdock.scheduler.task_mapping.map_length`, ``[core] max_map_length``) and its
+instances run one after another, each reported as ``task[i]``.
 
 Differences from a scheduled run, on purpose: a retry waits its ``retry_delay`` capped at
 :data:`RETRY_DELAY_CAP_SECONDS` (a test run should not sit out a five-minute backoff); a
@@ -167,34 +170,109 @@ class DagTestRun:
         if task.is_empty:
             self._finish(task_id, S.SUCCESS, reason="EmptyOperator: succeeded without a try")
             return
-        if task.mapped:  # one try per map index is the scheduler's work; not expanded here yet
-            self._finish(task_id, S.FAILED, reason="crossdock dags test does not expand mapped tasks (.expand) "
-                                                   "yet; run the DAG with the scheduler")
+        if task.mapped:
+            self._run_mapped(task)
             return
         self.tries[task_id] += 1
         try_number = self.tries[task_id]
-        slot = (task_id, -1)
-        self.values.clear(slot)  # a new try starts without the values of the last one
-        try:
-            inputs = handover_for(self.dag, task_id, self.values, conf=self.conf, run_type=MANUAL,
-                                  run_id=self.run_id, run=self.sensors.get(task_id))
-        except ValueHandoverError as exc:
-            self._finish(task_id, S.FAILED, reason=str(exc), try_number=try_number)
-            return
-        key = TaskInstanceKey(self.dag.dag_id, task_id, self.run_id, try_number, -1)
-        command = task_run_command(key, subdir=self.dag.subdir, logical_date=self.logical_date, inputs=inputs)
-        log_path = task_log_path(dag_id=key.dag_id, task_id=task_id, run_id=self.run_id, try_number=try_number)
-        started = time.monotonic()
-        try:
-            result = self.run_try(command, log_path)
-        except InvalidCommandError as exc:
-            self._finish(task_id, S.FAILED, reason=str(exc), duration=time.monotonic() - started,
-                         try_number=try_number)
+        result = self._one_try(task, -1, try_number)
+        if result is None:
             return
         if result.succeeded:
             self._succeeded(task, result, try_number)
         else:
             self._failed(task, result, try_number)
+
+    def _one_try(self, task: Any, map_index: int, try_number: int) -> ForkResult | None:
+        """Run one try; None when it could not start (the task is then finished as failed)."""
+        task_id = task.task_id
+        slot = (task_id, map_index)
+        self.values.clear(slot)  # a new try starts without the values of the last one
+        shown = task_id if map_index < 0 else f"{task_id}[{map_index}]"
+        try:
+            inputs = handover_for(self.dag, task_id, self.values, conf=self.conf, run_type=MANUAL,
+                                  run_id=self.run_id, run=self.sensors.get(shown))
+        except ValueHandoverError as exc:
+            self._finish(task_id, S.FAILED, reason=str(exc), try_number=try_number)
+            return None
+        key = TaskInstanceKey(self.dag.dag_id, task_id, self.run_id, try_number, map_index)
+        command = task_run_command(key, subdir=self.dag.subdir, logical_date=self.logical_date, inputs=inputs)
+        log_path = task_log_path(dag_id=key.dag_id, task_id=task_id, run_id=self.run_id, try_number=try_number,
+                                 map_index=map_index)
+        started = time.monotonic()
+        try:
+            return self.run_try(command, log_path)
+        except InvalidCommandError as exc:
+            self._finish(task_id, S.FAILED, reason=str(exc), duration=time.monotonic() - started,
+                         try_number=try_number)
+            return None
+
+    # -- a mapped task ------------------------------------------------------------------
+    def _run_mapped(self, task: Any) -> None:
+        """Expand it as the scheduler does, then run its instances one after another.
+
+        Each instance is reported as ``task[i]``; the task's own state (what its
+        downstream tasks' trigger rules see) is failed if any instance failed, skipped if
+        all were skipped, success otherwise. An instance's retries and sensor pokes wait
+        in place: the instances of one task run in order.
+        """
+        from types import SimpleNamespace
+
+        from crossdock.configuration import conf
+        from crossdock.scheduler.task_mapping import map_length
+
+        task_id = task.task_id
+        length, problem = map_length(SimpleNamespace(values=self.values), task)
+        limit = conf.getint("core", "max_map_length")
+        if problem is None and length > limit:
+            problem = f"{task_id!r} would have {length} instances, over [core] max_map_length ({limit})"
+        if problem is not None:
+            self._finish(task_id, S.FAILED, reason=problem)
+            return
+        if length == 0:
+            self._finish(task_id, S.SKIPPED, reason="mapped over an empty list")
+            return
+        ended = [self._run_instance(task, index) for index in range(length)]
+        state = S.FAILED if S.FAILED in ended else S.SKIPPED if set(ended) == {S.SKIPPED} else S.SUCCESS
+        self.states[task_id] = state
+
+    def _run_instance(self, task: Any, index: int) -> str:
+        shown = f"{task.task_id}[{index}]"
+        try_number, failures = 0, 0
+        while True:
+            try_number += 1
+            result = self._one_try(task, index, try_number)
+            if result is None:
+                return S.FAILED
+            if not result.succeeded:
+                reason = result.reason or f"task process exited with code {result.exit_code}"
+                failures += 1
+                if NO_RETRY_MARK in reason or failures > task.retries:
+                    self.report(TaskReport(shown, S.FAILED, result.duration, reason, try_number))
+                    return S.FAILED
+                delay = min(task.retry_delay_for(try_number), RETRY_DELAY_CAP_SECONDS)
+                self.report(TaskReport(shown, S.UP_FOR_RETRY, result.duration,
+                                       f"{reason}; retry {failures} of {task.retries} in {delay:.1f}s", try_number))
+                time.sleep(delay)
+                continue
+            values, outcome = split_outcome(result.values)
+            if values:
+                self.values.store((task.task_id, index), values)
+            if outcome.get("state") == S.UP_FOR_RESCHEDULE:
+                due_at = _parse_time(outcome.get("reschedule_at"))
+                wait = max(0.0, (due_at - datetime.now(timezone.utc)).total_seconds()) if due_at else 0.0
+                sensor = self.sensors.setdefault(shown, {SENSOR_FIRST_POKE_KEY: outcome.get("first_poke") or "",
+                                                         SENSOR_POKES_KEY: "0"})
+                sensor[SENSOR_POKES_KEY] = str(int(sensor[SENSOR_POKES_KEY]) + 1)
+                self.report(TaskReport(shown, S.UP_FOR_RESCHEDULE, result.duration, f"next poke in {wait:.1f}s",
+                                       try_number))
+                time.sleep(wait)
+                continue
+            self.sensors.pop(shown, None)
+            state = S.SKIPPED if outcome.get("state") == S.SKIPPED else S.SUCCESS
+            self.report(TaskReport(shown, state, result.duration, outcome.get("reason") if state == S.SKIPPED
+                                   else None, try_number))
+            return state
 
     def _succeeded(self, task: Any, result: ForkResult, try_number: int) -> None:
         task_id = task.task_id
