@@ -133,3 +133,38 @@ def test_an_unreachable_broker_is_named_and_the_scheduler_side_numbers_stay(cros
     assert line.split()[2:4] == ["3", "0"]  # waiting, running: the scheduler's numbers
     assert "unreachable" in printed and f"127.0.0.1:{dead.rsplit(':', 1)[1].split('/')[0]}" in printed
     assert "hunter2" not in printed
+
+
+def test_the_kubernetes_queue_shows_crossdock_pods_by_phase(crossdock_home, monkeypatch):
+    """Pods of the local pod runtime, listed through the official client as on a cluster."""
+    from kubernetes import client
+
+    from crossdock.kubernetes.local_runtime.standalone import (
+        CONFIG_FILE_ENV, SHARE_ENV, start_runtime_unless_configured,
+    )
+    from crossdock.kubernetes.kube_client import get_kube_client
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv(CONFIG_FILE_ENV, raising=False)
+    monkeypatch.delenv(SHARE_ENV, raising=False)
+    use_dag_files(crossdock_home, monkeypatch, CORE__EXECUTOR="CeleryKubernetesExecutor")
+    runtime = start_runtime_unless_configured()
+    try:
+        core = client.CoreV1Api(get_kube_client())
+        labels = {"kubernetes_executor": "True", "crossdock-worker": "1"}
+        for name, labelled in (("ours", labels), ("not-ours", {"app": "other"})):
+            core.create_namespaced_pod("default", {
+                "metadata": {"name": name, "labels": labelled},
+                "spec": {"containers": [{"name": "base", "image": "crossdock-worker:latest",
+                                         "command": ["sleep", "30"]}]}})
+        deadline = time.monotonic() + 20
+        while True:
+            status = {s.queue: s for s in QueueMonitor(read_workers=False).refresh()}["kubernetes"]
+            if status.pods_running == 1:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert status.executor == "KubernetesExecutor" and status.pods_pending == 0 and not status.errors
+        assert status.desired_workers is None  # pods are not scaled as workers
+    finally:
+        runtime.stop()
