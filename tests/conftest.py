@@ -34,6 +34,8 @@ def crossdock_home(tmp_path, monkeypatch):
     # A test that replaces a killed scheduler waits for its lease to time out: 60 % of this
     # (the default, 10 s, would add six seconds to each; the fault tests set their own).
     monkeypatch.setenv("CROSSDOCK__SCHEDULER__STANDBY_TAKEOVER_SECONDS", "2")
+    # Suites run side by side: a metrics endpoint a test starts picks a free port, never 9464.
+    monkeypatch.setenv("CROSSDOCK__METRICS__PORT", "0")
     home = tmp_path / "crossdock-home"
     home.mkdir()
     monkeypatch.setenv("CROSSDOCK_HOME", str(home))

@@ -60,6 +60,8 @@ class BaseExecutor:
 
     #: The name the executor is configured by (short alias or dotted path), set by the loader.
     name: str | None = None
+    #: Attempts to hand a try to its engine that failed (a broker publish, a pod creation).
+    publish_failures: int = 0
 
     def __init__(self, parallelism: int = PARALLELISM):
         self.parallelism: int = parallelism

@@ -178,9 +178,13 @@ class CeleryExecutor(BaseExecutor):
 
     def _publish(self, task_id: str, command: CommandType, queue: str) -> None:
         """One message for one try, under the try's own id (signed when a key is set)."""
-        self.app.tasks[EXECUTE_COMMAND_TASK].apply_async(
-            args=[list(command)], kwargs=signature_kwargs(task_id, command), queue=queue,
-            task_id=task_id, retry=False, timeout=self.operation_timeout)
+        try:
+            self.app.tasks[EXECUTE_COMMAND_TASK].apply_async(
+                args=[list(command)], kwargs=signature_kwargs(task_id, command), queue=queue,
+                task_id=task_id, retry=False, timeout=self.operation_timeout)
+        except Exception:
+            self.publish_failures += 1
+            raise
 
     def _publish_failed(self, key: TaskInstanceKey, exc: Exception) -> None:
         tries = self.task_publish_retries.get(key, 0) + 1

@@ -49,6 +49,7 @@ class PodLaunching:
     _records: dict["TaskInstanceKey", PodRecord]
     _by_pod: dict[tuple[str, str], "TaskInstanceKey"]
     _create_paused_until: float
+    publish_failures: int
 
     def _create_pods(self) -> None:
         now = time.monotonic()
@@ -81,18 +82,21 @@ class PodLaunching:
         except ApiException as exc:
             message = api_message(exc)
             if exc.status == 429:
+                self.publish_failures += 1
                 pause = retry_after_seconds(exc) or DEFAULT_RETRY_AFTER_SECONDS
                 self._create_paused_until = time.monotonic() + pause
                 self.log.warning("pod creation throttled (429); pausing creation for %.1f s", pause)
                 return "paused"
             if exc.status == 409 and self._is_our_pod(launch):
                 return self._created(record, launch)  # an earlier attempt got through after all
+            self.publish_failures += 1
             quota = exc.status == 403 and "exceeded quota" in message
             if exc.status in PERMANENT_CREATE_ERRORS and not quota:
                 self._launch_failed(record, f"pod {record.name} could not be created: {message}")
                 return "failed"
             return self._retry_launch(record, launch, message)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            self.publish_failures += 1
             return self._retry_launch(record, launch, f"connection error: {exc}")
         return self._created(record, launch)
 

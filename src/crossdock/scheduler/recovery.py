@@ -9,6 +9,7 @@ offered to its executor for adoption and started over if the executor cannot tak
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import datetime, timedelta
 
 from crossdock.executors.base_executor import BaseExecutor
@@ -28,6 +29,9 @@ class Recovery:
         self.router = router
         self.task_queued_timeout = task_queued_timeout
         self.stuck_retries = stuck_retries
+        #: Orphaned tries adopted and reset (started over) so far, by executor name (the metrics).
+        self.adopted: Counter[str] = Counter()
+        self.reset: Counter[str] = Counter()
 
     def fail_stuck_queued(self, now: datetime) -> int:
         table = self.table
@@ -84,9 +88,11 @@ class Recovery:
                     log.warning("resetting orphaned task %s (its scheduler job %s is gone)", ti.key,
                                 ti.queued_by_job_id)
                     # The lost try is not charged to the task's own retries.
+                    self.reset[ti.executor or ""] += 1
                     self.table.reschedule(run, ti, max_tries=ti.max_tries + 1, external_executor_id=None)
                 else:
                     log.info("adopted %s from scheduler job %s", ti.key, ti.queued_by_job_id)
+                    self.adopted[ti.executor or ""] += 1
                     ti.queued_by_job_id = job_id
                     self.table.mark_dirty(ti)
         return len(orphans)

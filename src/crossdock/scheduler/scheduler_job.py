@@ -103,6 +103,8 @@ class SchedulerJob:
         self._stop = threading.Event()
         self.loop_count = 0
         self.last_loop_seconds = 0.0
+        #: Called with each step's ``last_loop_seconds`` (the metrics); quick, must not raise.
+        self.loop_listeners: list[Callable[[float], None]] = []
 
     # ------------------------------------------------------------------ views
     @property
@@ -121,6 +123,11 @@ class SchedulerJob:
     @on_state_change.setter
     def on_state_change(self, listener: StateListener | None) -> None:
         self.table.on_state_change = listener
+
+    @property
+    def state_listeners(self) -> list[StateListener]:
+        """Listeners called after ``on_state_change`` on every transition; append to add one."""
+        return self.table.state_listeners
 
     def task_instances_in_flight(self) -> int:
         return self.limits.total
@@ -213,6 +220,11 @@ class SchedulerJob:
                 started = time.perf_counter()
                 changed = self.loop_once()
                 self.last_loop_seconds = time.perf_counter() - started
+                for listener in self.loop_listeners:
+                    try:
+                        listener(self.last_loop_seconds)
+                    except Exception:  # noqa: BLE001 - a listener must not stop the loop
+                        log.exception("loop listener failed")
                 if stop_when is not None and stop_when(self):
                     break
                 if max_loops is not None and self.loop_count >= max_loops:

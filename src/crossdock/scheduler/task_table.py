@@ -43,6 +43,8 @@ class TaskTable:
     def __init__(self, limits: SlotLimits, on_state_change: StateListener | None = None):
         self.limits = limits
         self.on_state_change = on_state_change
+        #: More listeners called like ``on_state_change`` (the metrics), which stays the caller's own.
+        self.state_listeners: list[StateListener] = []
         #: DagRun row id → run being worked on.
         self.runs: dict[int, ActiveRun] = {}
         self._by_primary: dict[tuple[str, str, str, int], Entry] = {}
@@ -186,11 +188,14 @@ class TaskTable:
             run.pending_checks.update(run.downstream_ids(ti.task_id))
             if self.past.previous:
                 self.past.finished(run)
-        if self.on_state_change is not None and old != new_state:
-            try:
-                self.on_state_change(ti, old, new_state)
-            except Exception:  # noqa: BLE001 - a listener must not break scheduling
-                log.exception("state listener failed")
+        if old != new_state and (self.on_state_change is not None or self.state_listeners):
+            for listener in (self.on_state_change, *self.state_listeners):
+                if listener is None:
+                    continue
+                try:
+                    listener(ti, old, new_state)
+                except Exception:  # noqa: BLE001 - a listener must not break scheduling
+                    log.exception("state listener failed")
 
     def reschedule(self, run: ActiveRun, ti: TaskInstance, **fields) -> None:
         """Back to scheduled and onto the ready heap (a retry that is due, a lost try)."""
