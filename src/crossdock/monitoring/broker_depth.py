@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from crossdock.exceptions import CrossdockError
+
 #: Seconds to wait for the broker before the monitor reports it unreachable.
 BROKER_CONNECT_TIMEOUT = 2.0
 
 
-class BrokerUnreachable(Exception):
+class BrokerUnreachable(CrossdockError):
     """The broker did not answer; the message names it (credentials masked)."""
 
 
