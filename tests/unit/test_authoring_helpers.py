@@ -361,3 +361,20 @@ def test_chain_linear_refuses_what_sets_no_real_edge(arguments, message):
         values = {"one": ([a, b],), "label": (a, Label("x"), b), "text": (a, "b")}
         with pytest.raises((DagDefinitionError, TypeError), match=message):
             chain_linear(*(values[arguments[0]] if arguments else ()))
+
+
+def test_expanding_a_task_group_fails_saying_it_is_not_provided():
+    from crossdock import task_group
+
+    with DAG("mapped_group"):
+        @task_group
+        def per_file(path):
+            @task
+            def read(path):
+                return path
+
+            read(path)
+
+        for form in (per_file.expand, per_file.partial, per_file.expand_kwargs):
+            with pytest.raises(DagDefinitionError, match="mapped task groups .* are not provided"):
+                form(path=["a", "b"])

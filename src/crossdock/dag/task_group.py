@@ -280,6 +280,14 @@ class TaskGroupFunction:
         """The same function with other group arguments, e.g. ``f.override(group_id="x")()``."""
         return TaskGroupFunction(self.function, {**self.group_kwargs, **group_kwargs})
 
+    def expand(self, **_kwargs: Any) -> Any:
+        """Airflow 2.5's mapped task groups are not provided: say so instead of an AttributeError."""
+        raise DagDefinitionError(f"task group {self.group_kwargs['group_id']!r}: mapped task groups "
+                                 f"(@task_group ... .expand) are not provided by crossdock; map the tasks "
+                                 f"inside the group with .expand instead")
+
+    partial = expand_kwargs = expand
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         options = {"add_suffix_on_collision": True, **self.group_kwargs}
         group_id = options.pop("group_id")
