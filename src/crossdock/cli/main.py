@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "crossdock.cli.commands",
     "crossdock.cli.celery_command",
     "crossdock.cli.kubernetes_command",
+    "crossdock.cli.deploy_command",
 )
 
 
