@@ -346,7 +346,7 @@ def test_contract_flags_and_cli_group():
     assert group.name == "celery"
     assert {command.name for command in group.subcommands} == {
         "worker", "flower", "stop", "list-workers", "shutdown-worker", "shutdown-all-workers",
-        "add-queue", "remove-queue"}
+        "add-queue", "remove-queue", "autoscaler"}
 
 
 def test_a_running_task_whose_worker_misses_two_pings_fails_and_is_marked_failed(monkeypatch):

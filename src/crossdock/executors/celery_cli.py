@@ -67,4 +67,16 @@ CELERY_COMMANDS = GroupCommand("celery", "Run and control Celery workers (Celery
                   [_REQUIRED_QUEUES, _REQUIRED_HOSTNAME]),
     ActionCommand("remove-queue", "Make a running worker stop consuming queues", f"{_HANDLERS}.remove_queue",
                   [_REQUIRED_QUEUES, _REQUIRED_HOSTNAME]),
+    ActionCommand("autoscaler", "Scale each queue's worker Deployment on Kubernetes by its load, drain-first",
+                  "crossdock.cli.autoscaler_command.autoscaler", [
+                      Arg(("--once",), {"action": "store_true",
+                                        "help": "decide once, print the decisions and exit (cool-down 0 "
+                                                "unless --cooldown)"}),
+                      Arg(("--interval",), {"type": float,
+                                            "help": "seconds between decisions (default: [worker_queues] interval)"}),
+                      Arg(("--cooldown",), {"type": float,
+                                            "help": "seconds before a queue shrinks after a change "
+                                                    "(default: [worker_queues] cooldown)"}),
+                      Arg(("-o", "--output"), {"choices": ("table", "json"), "default": "table",
+                                               "help": "how --once prints (default: table)"})]),
 ])
