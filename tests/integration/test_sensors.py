@@ -11,6 +11,7 @@ import pytest
 from crossdock.state import TaskInstanceState as S
 
 from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
+from process_helpers import killed_when_done
 
 DAG_FILE = '''
 import os
@@ -94,7 +95,7 @@ def test_a_rescheduled_sensor_frees_its_celery_slot_between_pokes(sensing):
     from crossdock.executors.celery_executor import CeleryExecutor
     from crossdock.executors.celery_worker import start_embedded_workers
 
-    with start_embedded_workers(queues=["default"], concurrency=2):
+    with killed_when_done(start_embedded_workers(queues=["default"], concurrency=2)):
         check_sensing(sensing, CeleryExecutor())
 
 

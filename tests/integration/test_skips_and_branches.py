@@ -15,6 +15,7 @@ from crossdock.configuration import conf
 from crossdock.state import TaskInstanceState as S
 
 from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
+from process_helpers import killed_when_done
 
 DAG_FILE = '''
 import os
@@ -145,5 +146,5 @@ def test_skips_branches_and_short_circuits_on_celery(flow_dag):
     from crossdock.executors.celery_executor import CeleryExecutor
     from crossdock.executors.celery_worker import start_embedded_workers
 
-    with start_embedded_workers(queues=["default"], concurrency=2):
+    with killed_when_done(start_embedded_workers(queues=["default"], concurrency=2)):
         check_outcomes(*flow_dag, CeleryExecutor())

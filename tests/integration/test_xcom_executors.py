@@ -23,6 +23,7 @@ from crossdock.database import create_session
 from crossdock.state import TaskInstanceState as S
 
 from kube_executor_support import parse_and_trigger, run_scheduler, run_states, use_dag_files
+from process_helpers import killed_when_done
 from service_gates import REDIS_URL, require_service
 
 DAG_BODY = '''
@@ -124,7 +125,7 @@ def test_values_pass_between_tasks_on_embedded_celery(folder):
     from crossdock.executors.celery_executor import CeleryExecutor
     from crossdock.executors.celery_worker import start_embedded_workers
 
-    with start_embedded_workers(queues=["default"], concurrency=2):
+    with killed_when_done(start_embedded_workers(queues=["default"], concurrency=2)):
         assert_values_went_through(*run_values_dag(CeleryExecutor(), folder))
 
 
@@ -139,7 +140,7 @@ def test_values_pass_between_tasks_on_celery_with_redis(folder, monkeypatch):
     monkeypatch.setenv("CROSSDOCK__CELERY__RESULT_BACKEND", f"{REDIS_URL}/5")
     monkeypatch.setenv("CROSSDOCK__CORE__DEFAULT_QUEUE", queue)
     conf.reload()
-    with start_embedded_workers(queues=[queue], concurrency=2):
+    with killed_when_done(start_embedded_workers(queues=[queue], concurrency=2)):
         assert_values_went_through(*run_values_dag(CeleryExecutor(), folder, load_queue=queue))
 
 
@@ -157,7 +158,7 @@ def test_values_cross_into_a_pod_and_back_on_the_hybrid_executor(folder, monkeyp
     conf.reload()
     runtime = start_runtime_unless_configured()
     try:
-        with start_embedded_workers(queues=["default"], concurrency=2):
+        with killed_when_done(start_embedded_workers(queues=["default"], concurrency=2)):
             state, tis = run_values_dag(CeleryKubernetesExecutor(), folder, load_queue="kubernetes")
         assert_values_went_through(state, tis)
         assert tis["load"].executor == "KubernetesExecutor" and tis["extract"].executor == "CeleryExecutor"
