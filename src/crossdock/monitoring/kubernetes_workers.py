@@ -35,9 +35,10 @@ What Kubernetes guarantees and what it does not:
   meanwhile makes this write fail (409) and the next decision starts from the new number.
   Do not point an HPA or KEDA at a Deployment this pool scales.
 
-A queue whose Deployment does not exist (or may not be read) raises
-:class:`WorkerPoolError` with a message saying what to do; the autoscaler records it as
-that queue's decision and goes on with the others.
+A queue whose Deployment does not exist has no workers (:meth:`actual_workers` is 0);
+scaling it raises :class:`DeploymentNotFound`, and a Deployment that may not be read or
+written raises :class:`WorkerPoolError` — each with a message saying what to do, which
+the autoscaler records as that queue's decision before it goes on with the others.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ RELEASE_TIMEOUT = 120.0
 
 class WorkerPoolError(UserFacingError):
     """A queue's Deployment cannot be read or scaled; the message says which and why."""
+
+
+class DeploymentNotFound(WorkerPoolError):
+    """The queue has no Deployment (yet): it has no workers, and cannot get any."""
 
 
 def _annotations(pod: Any) -> dict[str, str]:
@@ -133,12 +138,19 @@ class KubernetesWorkerPool:
 
     # -- the WorkerPool contract --------------------------------------------------------------
     def actual_workers(self, queue: str) -> int:
-        scale, pods = self._read(queue)
+        """Replicas less the draining pods; 0 for a queue with no Deployment (scaling it up says why)."""
+        try:
+            scale, pods = self._read(queue)
+        except DeploymentNotFound:
+            return 0
         return max(0, (scale.spec.replicas or 0) - len(self._draining(pods)))
 
     def draining_workers(self, queue: str) -> list[str]:
         """Pod names of the queue's workers that stopped consuming and still finish their work."""
-        _, pods = self._read(queue)
+        try:
+            _, pods = self._read(queue)
+        except DeploymentNotFound:
+            return []
         return sorted(pod.metadata.name for pod in self._draining(pods))
 
     def scale_up(self, queue: str, count: int, status: QueueStatus) -> None:
@@ -217,7 +229,7 @@ class KubernetesWorkerPool:
     @staticmethod
     def _api_error(where: str, exc: client.ApiException) -> WorkerPoolError:
         if exc.status == 404:
-            return WorkerPoolError(f"{where} not found: create it with 'crossdock deploy workers -o yaml "
+            return DeploymentNotFound(f"{where} not found: create it with 'crossdock deploy workers -o yaml "
                                    f"| kubectl apply -f -' (or fix [worker_queues] deployment_name / namespace)")
         if exc.status in (401, 403):
             return WorkerPoolError(f"{where}: not allowed ({exc.status} {exc.reason}); the autoscaler's "
