@@ -35,18 +35,31 @@ def _write_dag(folder, ledger, starts) -> None:
         import time
         from crossdock import DAG, PythonOperator
 
+        def stranded_all_started():
+            with open({str(starts)!r}) as handle:
+                started = {{line.split()[0] for line in handle}}
+            return started >= set({STRANDED!r})
+
+        def until_stranded_ran_again():
+            # Running from before the outage until its stranded tries were published again
+            # and started (its claim had to outlive the republish), and a second more.
+            deadline = time.monotonic() + 60
+            while not stranded_all_started() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1)
+
         def work(seconds):
             def run(**context):
                 ti = context["ti"]
                 with open({str(starts)!r}, "a") as handle:
                     handle.write(f"{{ti.task_id}} {{time.time()}}\\n")
-                time.sleep(seconds)
+                until_stranded_ran_again() if seconds is None else time.sleep(seconds)
                 with open({str(ledger)!r}, "a") as handle:
                     handle.write(f"{{ti.dag_id}} {{ti.task_id}} {{ti.try_number}}\\n")
             return run
 
         with DAG("broker_loss") as dag:
-            PythonOperator({RUNNING_ACROSS_OUTAGE!r}, python_callable=work(12), priority_weight=10)
+            PythonOperator({RUNNING_ACROSS_OUTAGE!r}, python_callable=work(None), priority_weight=10)
             for name in {FINISHING_IN_OUTAGE!r}:
                 PythonOperator(name, python_callable=work(2), priority_weight=9)
             for name in {STRANDED!r}:
@@ -124,7 +137,7 @@ def test_redis_coming_back_empty_republishes_stranded_tries_and_keeps_finished_w
         loop_until(job, lambda: not job.runs, "the DAG run to finish")
     finally:
         job.shutdown()
-        workers.stop(timeout=5)
+        workers.stop(timeout=0)  # no warm shutdown: the run is over (process_helpers.killed_when_done)
         broker.close()
 
     with create_session() as session:
