@@ -314,6 +314,19 @@ METRICS: dict[str, Option] = {
     "port": Option(9464, "int", "Port of the metrics endpoint (/metrics)."),
 }
 
+WEBSERVER: dict[str, Option] = {
+    "host": Option("127.0.0.1", "str",
+                   "Address the web server (REST API and UI) listens on; any address but a loopback one "
+                   "needs auth_users, or the server refuses to start."),
+    "port": Option(8080, "int", "Port of the web server; 0 picks a free port."),
+    "auth_users": Option("{}", "json_object",
+                         "JSON object: user name -> {\"password_hash\": \"scrypt$...\", \"role\": \"admin\" or "
+                         "\"viewer\"}, hashes from 'crossdock webserver --hash-password'. Set: every API call "
+                         "names a user (HTTP Basic, or the token the UI's sign-in returns) and viewers may only "
+                         "read. Empty: no sign-in, allowed on a loopback address only."),
+    "session_lifetime": Option(43200.0, "float", "Seconds a sign-in's token stays valid."),
+}
+
 #: Every declared section, in the order ``crossdock config list --defaults`` shows them.
 SCHEMA: dict[str, dict[str, Option]] = {
     "core": CORE,
@@ -330,6 +343,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "secrets": SECRETS,
     "worker_queues": WORKER_QUEUES,
     "metrics": METRICS,
+    "webserver": WEBSERVER,
 }
 
 #: Sections whose keys are passed through to a library as they are: any key is valid.
