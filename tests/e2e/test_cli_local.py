@@ -222,13 +222,18 @@ def test_scheduler_killed_mid_task_is_recovered_by_the_next_one(crossdock_home):
     write_dag(crossdock_home, "slow", """
         from crossdock import DAG, BashOperator
         with DAG("slow") as dag:
-            first = BashOperator(task_id="first", bash_command="sleep 2; echo done", retries=0)
+            # Try 1 runs long enough to be killed mid-task; the rerun need not wait again.
+            first = BashOperator(task_id="first", retries=0,
+                                 bash_command="if [ {{ ti.try_number }} = 1 ]; then sleep 2; fi; echo done")
             then = BashOperator(task_id="then", bash_command="true")
             first >> then
     """)
+    # The next scheduler waits for the killed one's lease to time out (60 % of the takeover
+    # time): the default, 10 s, would be six seconds of waiting that prove nothing more.
+    takeover = {"CROSSDOCK__SCHEDULER__STANDBY_TAKEOVER_SECONDS": "2"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSDOCK__")}
     env.update(CROSSDOCK_HOME=str(crossdock_home), CROSSDOCK__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD="2",
-               CROSSDOCK__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="0.5")
+               CROSSDOCK__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="0.5", **takeover)
     crossdock(crossdock_home, "dags", "trigger", "slow", "--run-id", "r1", check=True)
     doomed = subprocess.Popen([sys.executable, "-m", "crossdock", "scheduler"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -246,7 +251,7 @@ def test_scheduler_killed_mid_task_is_recovered_by_the_next_one(crossdock_home):
     assert states(crossdock_home, "slow", "r1")["first"]["state"] == "running"
     # The next scheduler starts at once; it sees the dead one's heartbeat go stale and resets its task.
     assert run_scheduler_until(crossdock_home, "slow", "r1", env_extra={
-        "CROSSDOCK__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "2"}) == "success"
+        "CROSSDOCK__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "2", **takeover}) == "success"
     rows = states(crossdock_home, "slow", "r1")
     assert rows["first"]["state"] == "success" and rows["first"]["try_number"] == 2
     assert rows["then"]["state"] == "success"
