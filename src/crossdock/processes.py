@@ -129,20 +129,38 @@ def _libc_prctl():
         return None
 
 
+#: Threads (by ident) that live as long as the process: see :func:`mark_thread_lasting`.
+_LASTING_THREADS: set[int] = set()
+
+
+def mark_thread_lasting() -> None:
+    """Declare that the calling thread lives as long as the process (a daemon loop that never returns).
+
+    :func:`exit_with_parent` then ties the children it starts, as it does the main thread's:
+    the kernel's parent-death signal follows the forking thread, and this one ends only
+    with the process.
+    """
+    import threading
+
+    _LASTING_THREADS.add(threading.get_ident())
+
+
 def exit_with_parent(signum: int = 9):
     """A ``preexec_fn`` that makes the child get ``signum`` (default SIGKILL) when this process dies.
 
     It is what keeps a helper process (an embedded Celery worker, say) from outliving its
     starter, however the starter ends — SIGKILL included, when no cleanup code runs. The
     kernel ties the signal to the *thread* that forked the child, so a child started from
-    any thread but the main one is not tied (``None`` is returned: the thread may end
-    long before the process). Right after ``prctl`` the child checks that its parent is
-    still the starter: one that died in between would never send the signal.
+    any thread but the main one, or one marked with :func:`mark_thread_lasting`, is not
+    tied (``None`` is returned: the thread may end long before the process). Right after
+    ``prctl`` the child checks that its parent is still the starter: one that died in
+    between would never send the signal.
     Returns ``None`` where ``prctl`` does not exist (not Linux).
     """
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    lasting = threading.current_thread() is threading.main_thread() or threading.get_ident() in _LASTING_THREADS
+    if not lasting:
         return None
     prctl = _libc_prctl()  # looked up here: the child must not load libraries between fork and exec
     if prctl is None:

@@ -234,6 +234,10 @@ class EmbeddedWorkers:
     def alive(self) -> bool:
         return all(process.poll() is None for process in self.processes)
 
+    def ready(self) -> bool:
+        """Whether every worker consumes its queues now (never waits)."""
+        return all(path.exists() for path in self._ready_files)
+
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Warm shutdown (running tasks finish) within ``timeout``, then kill what is left."""
         for process in self.processes:
@@ -253,6 +257,11 @@ class EmbeddedWorkers:
             signal_group(process.pid, signal.SIGKILL)
         for path in [*self._ready_files, *self._pid_files]:
             path.unlink(missing_ok=True)
+        for folder in {path.parent for path in self._pid_files}:
+            try:
+                folder.rmdir()  # the state folder start_embedded_workers made, once empty
+            except OSError:
+                pass
 
     def kill(self) -> None:
         """SIGKILL every worker's process group at once (what a crashed machine looks like)."""
