@@ -24,20 +24,33 @@ def configured_executor_classes() -> set[str]:
 
 
 class EmbeddedServices(AbstractContextManager):
-    """Starts what the given executors need; stops it all on exit."""
+    """Starts what the given executors need; stops it all on exit.
+
+    With ``autoscale`` the Celery side is a queue monitor, an autoscaler and its local
+    driver (:attr:`monitor`, :attr:`autoscaler`, for the metrics endpoint); without, one
+    fixed worker consuming every queue.
+    """
 
     def __init__(self) -> None:
         self._stoppers: list[tuple[str, object]] = []
         self._descriptions: list[str] = []
+        self.monitor = None
+        self.autoscaler = None
 
     @classmethod
-    def for_configured_executors(cls) -> "EmbeddedServices":
-        """Start them before the executors are built: the pod runtime changes their settings."""
+    def for_configured_executors(cls, *, autoscale: bool = False) -> "EmbeddedServices":
+        """Start them before the executors are built: the pod runtime changes their settings.
+
+        :param autoscale: scale local Celery workers per queue instead of starting one fixed worker.
+        """
         services = cls()
         names = configured_executor_classes()
         try:
             if "CeleryExecutor" in names:
-                services._start_celery_workers()
+                if autoscale:
+                    services._start_autoscaled_workers()
+                else:
+                    services._start_celery_workers()
             if "KubernetesExecutor" in names:
                 services._start_pod_runtime()
         except BaseException:
@@ -49,18 +62,33 @@ class EmbeddedServices(AbstractContextManager):
         return list(self._descriptions)
 
     def _start_celery_workers(self) -> None:
-        import os
-
-        from crossdock.configuration import conf
-        from crossdock.executors.celery_app import get_celery_app  # noqa: F401 - declares [celery]
         from crossdock.executors.celery_worker import start_embedded_workers
+        from crossdock.monitoring.local_workers import local_worker_concurrency
+        from crossdock.monitoring.worker_drain import IdleAwareWorkerStop
 
         queues = embedded_worker_queues()
-        # One machine: more pool processes than cores only adds start-up time and memory.
-        concurrency = min(conf.getint("celery", "worker_concurrency"), max(2, os.cpu_count() or 2))
+        concurrency = local_worker_concurrency()
         workers = start_embedded_workers(queues=queues, concurrency=concurrency)
         self._stoppers.append(("celery workers", IdleAwareWorkerStop(workers, queues)))
         self._descriptions.append(f"celery worker ({concurrency} processes) consuming {', '.join(queues)}")
+
+    def _start_autoscaled_workers(self) -> None:
+        from crossdock.monitoring.autoscaler import Autoscaler
+        from crossdock.monitoring.local_workers import LocalWorkerPool
+        from crossdock.monitoring.queue_monitor import QueueMonitor
+
+        monitor = QueueMonitor()
+        pool = LocalWorkerPool(worker_queues=monitor.worker_queues)
+        self._stoppers.append(("local celery workers", _Closing(pool)))
+        autoscaler = Autoscaler(monitor=monitor, pool=pool)
+        # The first step reads no worker (there is none yet: asking would cost a reply
+        # timeout) and the queues' minimum workers consume before the scheduler starts.
+        decisions = autoscaler.decide(QueueMonitor(read_workers=False).refresh())
+        pool.wait_ready()
+        self._stoppers.append(("autoscaler", autoscaler))
+        autoscaler.start()
+        self.monitor, self.autoscaler = monitor, autoscaler
+        self._descriptions.append(describe_autoscaling(autoscaler, pool, [d.queue for d in decisions]))
 
     def _start_pod_runtime(self) -> None:
         from crossdock.kubernetes.local_runtime.standalone import start_runtime_unless_configured
@@ -82,51 +110,34 @@ class EmbeddedServices(AbstractContextManager):
         self.close()
 
 
-#: Seconds each control request to an embedded worker waits for its reply.
-CONTROL_REPLY_TIMEOUT = 1.0
+class _Closing:
+    """``stop()`` for something that ``close()``s (the worker pool)."""
 
-
-class IdleAwareWorkerStop:
-    """Stops the embedded workers at once when they run nothing, with a warm shutdown when they do.
-
-    A warm shutdown (SIGTERM) of a worker on a polling broker such as the serverless
-    filesystem one costs seconds even when idle: Celery's blocking consumer loop finishes
-    its 2 s ``drain_events`` wait and then runs one more, the pool's and timer's threads
-    are joined on 1 s ticks, and so on (about 7 s measured). So the worker is first asked
-    to stop consuming its queues and then whether it holds any task (active or reserved);
-    replies come in the order the requests were made, so no message can slip in between.
-    An idle worker is killed outright, its pool processes and zygotes dying with it; a
-    busy or silent one gets the warm shutdown, which lets running tries finish.
-    """
-
-    def __init__(self, workers, queues: list[str]) -> None:
-        self.workers = workers
-        self.queues = list(queues)
+    def __init__(self, closable) -> None:
+        self.closable = closable
 
     def stop(self) -> None:
-        if self.workers.alive() and self._idle():
-            self.workers.kill()
-        self.workers.stop()  # reaps, kills any straggler, removes the pid and ready files
+        self.closable.close()
 
-    def _idle(self) -> bool:
-        try:
-            from crossdock.executors.celery_app import get_celery_app
 
-            control = get_celery_app().control
-            for hostname in self.workers.hostnames:
-                for queue in self.queues:
-                    if not control.cancel_consumer(queue, destination=[hostname], reply=True,
-                                                   timeout=CONTROL_REPLY_TIMEOUT, limit=1):
-                        return False
-                inspect = control.inspect(destination=[hostname], timeout=CONTROL_REPLY_TIMEOUT, limit=1)
-                for held in (inspect.active(), inspect.reserved()):
-                    if held is None or any(held.values()):
-                        return False
-        except Exception:  # noqa: BLE001 - when in doubt, the warm shutdown is the safe way
-            log.warning("could not tell whether the embedded workers are idle; stopping them warm",
-                        exc_info=True)
-            return False
-        return True
+def standalone_autoscale() -> bool:
+    """``[worker_queues] autoscale``, on under ``crossdock standalone`` unless the user set it."""
+    from crossdock.configuration import conf
+
+    if conf.has_option("worker_queues", "autoscale"):
+        return conf.getboolean("worker_queues", "autoscale")
+    return True
+
+
+def describe_autoscaling(autoscaler, pool, queues: list[str]) -> str:
+    """One line: which queues are autoscaled, between which bounds, with how many processes each."""
+    parts = []
+    for queue in queues:
+        spec = autoscaler.worker_queues.spec_for(queue)
+        parts.append(f"{queue} {spec.min_workers}-{spec.max_workers} workers x {pool.processes_per_worker(queue)} "
+                     f"processes")
+    return (f"autoscaling local celery workers every {autoscaler.interval:g} s (cool-down {autoscaler.cooldown:g} s, "
+            f"queues a DAG adds later on the defaults): {', '.join(parts) or 'no queue yet'}")
 
 
 def embedded_worker_queues() -> list[str]:
