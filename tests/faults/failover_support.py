@@ -115,18 +115,40 @@ def active_scheduler(env: dict[str, str]) -> dict | None:
     return active[0] if active else None
 
 
+#: Seconds between looks at the metadata database while a test waits on the fleet.
+POLL_SECONDS = 0.05
+
+
+def _active_here() -> dict | None:
+    """The row ``crossdock jobs list`` would show as active, read by this process.
+
+    Waits poll this way, not by running the command again and again: an interpreter
+    start per look takes a core's worth of CPU from the schedulers under test on a
+    two-core machine. What a wait returns is still confirmed by the command itself.
+    This process's configuration must name the fleet's metadata database.
+    """
+    from crossdock.cli.jobs_command import job_rows
+
+    try:
+        rows = job_rows(only_running=True)
+    except Exception:  # noqa: BLE001 - a busy SQLite file or a failing server: look again
+        return None
+    active = [row for row in rows if row["role"] == "active"]
+    return active[0] if active else None
+
+
 def wait_for_new_active(env: dict[str, str], *, previous_id: int | None, limit: float) -> dict | None:
-    found: list[dict] = []
-
-    def changed() -> bool:
-        row = active_scheduler(env)
+    """The active job other than ``previous_id`` as ``crossdock jobs list`` shows it, or None after ``limit`` s."""
+    deadline = time.monotonic() + limit
+    while True:
+        row = _active_here()
         if row is not None and row["id"] != previous_id:
-            found.append(row)
-            return True
-        return False
-
-    wait_for(changed, limit=limit)
-    return found[-1] if found else None
+            shown = active_scheduler(env)
+            if shown is not None and shown["id"] != previous_id:
+                return shown
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(POLL_SECONDS)
 
 
 def kill_hard(pid: int) -> None:
@@ -139,12 +161,27 @@ def run_state(env: dict[str, str], dag_id: str, run_id: str) -> str:
     return result.stdout.strip().splitlines()[-1] if result.returncode == 0 and result.stdout.strip() else ""
 
 
+def _run_state_here(dag_id: str, run_id: str) -> str:
+    """The run's state as ``crossdock dags state`` would print it, read by this process (see :func:`_active_here`)."""
+    from sqlalchemy import select
+
+    from crossdock.database import create_session
+    from crossdock.models import DagRun
+
+    try:
+        with create_session() as session:
+            return session.scalar(select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)) or ""
+    except Exception:  # noqa: BLE001 - a busy SQLite file or a failing server: look again
+        return ""
+
+
 def wait_for_run_end(env: dict[str, str], dag_id: str, run_id: str, *, limit: float) -> str:
+    """The run's final state as ``crossdock dags state`` prints it, or its last state after ``limit`` s."""
     deadline = time.monotonic() + limit
-    state = ""
     while time.monotonic() < deadline:
-        state = run_state(env, dag_id, run_id)
-        if state in ("success", "failed"):
-            return state
-        time.sleep(0.5)
-    return state
+        if _run_state_here(dag_id, run_id) in ("success", "failed"):
+            state = run_state(env, dag_id, run_id)
+            if state in ("success", "failed"):
+                return state
+        time.sleep(POLL_SECONDS)
+    return run_state(env, dag_id, run_id)

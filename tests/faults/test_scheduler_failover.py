@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 
+from crossdock.configuration import conf
 from crossdock.executors.celery_worker import start_embedded_workers
 from failover_support import (SchedulerFleet, active_scheduler, crossdock, kill_hard, ledger_counts,
                               wait_for_new_active, wait_for_run_end, write_ledger_dag)
@@ -30,8 +31,11 @@ TAKEOVER_SECONDS = 4.0
 
 
 @pytest.fixture
-def fleet_env(crossdock_home, request):
-    """Environment for every process of the test: the metadata DB chosen by the test's param."""
+def fleet_env(crossdock_home, request, monkeypatch):
+    """Environment for every process of the test: the metadata DB chosen by the test's param.
+
+    This process reads the same database (``failover_support`` polls it while it waits).
+    """
     require_service("redis")
     backend = getattr(request, "param", "postgres")
     if backend == "postgres":
@@ -39,6 +43,8 @@ def fleet_env(crossdock_home, request):
         db_url = POSTGRES_URL
     else:
         db_url = f"sqlite:///{crossdock_home}/crossdock.db"
+    monkeypatch.setenv("CROSSDOCK__DATABASE__SQL_ALCHEMY_CONN", db_url)
+    conf.reload()
     dags = crossdock_home / "dags"
     dags.mkdir()
     queue = f"fo-{uuid.uuid4().hex[:8]}"
@@ -69,7 +75,7 @@ def fleet_env(crossdock_home, request):
     fleet = SchedulerFleet(env, crossdock_home)
     yield env, dags, fleet
     fleet.stop_all()
-    workers.stop(timeout=10)
+    workers.stop(timeout=0)  # no warm shutdown: the run is over (process_helpers.killed_when_done)
     if runtime is not None:
         runtime.stop()
 
@@ -112,7 +118,7 @@ def test_three_hybrid_schedulers_with_the_active_one_killed_five_times_run_every
     """The issue's scenario: 200 tasks, one per layer in a pod, the rest on Celery workers."""
     env, dags, fleet = fleet_env
     ledger = tmp_path / "ledger.txt"
-    task_ids = write_ledger_dag(dags, dag_id="ledger", ledger=ledger, layers=20, width=10, seconds=0.3,
+    task_ids = write_ledger_dag(dags, dag_id="ledger", ledger=ledger, layers=20, width=10, seconds=0.1,
                                 pods_per_layer=1)
     active = _start_fleet(fleet, env, 3)
     trigger = crossdock(env, "dags", "trigger", "ledger", "-r", "r1")
@@ -140,7 +146,7 @@ def test_three_hybrid_schedulers_with_the_active_one_killed_five_times_run_every
 def test_standbys_take_over_on_sqlite_too(fleet_env, tmp_path):
     env, dags, fleet = fleet_env
     ledger = tmp_path / "ledger.txt"
-    task_ids = write_ledger_dag(dags, dag_id="lite", ledger=ledger, layers=6, width=8, seconds=0.3)
+    task_ids = write_ledger_dag(dags, dag_id="lite", ledger=ledger, layers=6, width=8, seconds=0.1)
     active = _start_fleet(fleet, env, 2)
     assert crossdock(env, "dags", "trigger", "lite", "-r", "r1").returncode == 0
     for _ in range(2):
@@ -155,7 +161,7 @@ def test_standbys_take_over_on_sqlite_too(fleet_env, tmp_path):
 def test_a_paused_leader_that_wakes_after_a_takeover_writes_nothing_and_becomes_a_standby(fleet_env, tmp_path):
     env, dags, fleet = fleet_env
     ledger = tmp_path / "ledger.txt"
-    task_ids = write_ledger_dag(dags, dag_id="pause", ledger=ledger, layers=8, width=6, seconds=0.3)
+    task_ids = write_ledger_dag(dags, dag_id="pause", ledger=ledger, layers=8, width=6, seconds=0.1)
     paused = _start_fleet(fleet, env, 2)
     assert crossdock(env, "dags", "trigger", "pause", "-r", "r1").returncode == 0
     assert wait_for(lambda: sum(ledger_counts(ledger).values()) >= 6, limit=90), fleet.logs()
@@ -187,7 +193,7 @@ def test_a_leader_cut_off_from_the_database_is_replaced_and_fenced_out_when_it_r
     the cut heals find its token stale instead of writing over its successor."""
     env, dags, fleet = fleet_env
     ledger = tmp_path / "ledger.txt"
-    task_ids = write_ledger_dag(dags, dag_id="cut", ledger=ledger, layers=8, width=6, seconds=0.3)
+    task_ids = write_ledger_dag(dags, dag_id="cut", ledger=ledger, layers=8, width=6, seconds=0.1)
     proxy = TcpProxy((POSTGRES_HOST, POSTGRES_PORT))
     proxy.start()
     try:
