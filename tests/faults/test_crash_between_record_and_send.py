@@ -42,7 +42,7 @@ def celery_home(dags_folder, monkeypatch):
     database.migrate()
     workers = start_embedded_workers(queues=[queue], concurrency=2)
     yield dags_folder
-    workers.stop(timeout=10)
+    workers.stop(timeout=0)  # no warm shutdown: the test is over (process_helpers.killed_when_done)
 
 
 @pytest.mark.redis

@@ -159,7 +159,7 @@ def workers_started():
 
     yield start
     for workers in started:
-        workers.stop(timeout=5)
+        workers.stop(timeout=0)  # no warm shutdown: the test is over (process_helpers.killed_when_done)
 
 
 def _check_success_and_failure(executor, dag_file, queue, workers):

@@ -72,7 +72,7 @@ def celery_on_services(crossdock_home, monkeypatch):
     database.migrate()
     workers = start_embedded_workers(queues=[queue], concurrency=2)
     yield folder
-    workers.stop(timeout=5)
+    workers.stop(timeout=0)  # no warm shutdown: the test is over (process_helpers.killed_when_done)
 
 
 @pytest.mark.redis

@@ -26,6 +26,7 @@ from crossdock.models.taskinstancekey import TaskInstanceKey
 from crossdock.state import TaskInstanceState as S
 from service_gates import REDIS_URL, require_service
 from executor_doubles import FakeTI
+from process_helpers import killed_when_done
 
 pytestmark = pytest.mark.redis
 
@@ -95,8 +96,9 @@ def wait_for_file(path: Path) -> str:
 
 
 def start_worker(queue: str, **env: str):
-    return start_embedded_workers(queues=[queue], concurrency=1, hostname_prefix=f"policy-{queue[-6:]}-",
-                                  env=env or None)
+    """A worker on ``queue`` for a ``with`` block, killed when the block ends (its tries are over)."""
+    return killed_when_done(start_embedded_workers(queues=[queue], concurrency=1,
+                                                   hostname_prefix=f"policy-{queue[-6:]}-", env=env or None))
 
 
 def test_a_worker_refuses_every_dag_file_outside_its_folder(setup):
