@@ -416,6 +416,7 @@ def run_benchmarks(args, modes: list[str]) -> int:
     os.environ.update({
         "CROSSDOCK_HOME": str(home),
         "CROSSDOCK__CORE__DAGS_FOLDER": str(dags),
+        "CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "CROSSDOCK__CORE__DEFAULT_QUEUE": queue,
         "CROSSDOCK__CORE__PARALLELISM": "512",
         "CROSSDOCK__CORE__MAX_ACTIVE_TASKS_PER_DAG": "512",

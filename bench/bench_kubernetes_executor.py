@@ -66,6 +66,7 @@ def setup_home(tasks: int, parallelism: int) -> Path:
     os.environ["CROSSDOCK_HOME"] = str(home)
     os.environ.update({
         "CROSSDOCK__CORE__DAGS_FOLDER": str(home / "dags"),
+        "CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "CROSSDOCK__CORE__PARALLELISM": str(parallelism),
         "CROSSDOCK__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(parallelism),
         "CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL": "0.05",

@@ -66,6 +66,7 @@ def setup_home(backend: str, postgres_url: str | None = None) -> Path:
     for name in [n for n in os.environ if n.startswith("CROSSDOCK__")]:
         del os.environ[name]
     os.environ["CROSSDOCK__CORE__DAGS_FOLDER"] = str(home / "dags")
+    os.environ["CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"  # the benches trigger what they write
     os.environ["CROSSDOCK__CORE__PARALLELISM"] = "64"
     os.environ["CROSSDOCK__CORE__MAX_ACTIVE_TASKS_PER_DAG"] = "64"
     os.environ["CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL"] = "0"

@@ -36,6 +36,8 @@ def crossdock_home(tmp_path, monkeypatch):
     monkeypatch.setenv("CROSSDOCK__SCHEDULER__STANDBY_TAKEOVER_SECONDS", "2")
     # Suites run side by side: a metrics endpoint a test starts picks a free port, never 9464.
     monkeypatch.setenv("CROSSDOCK__METRICS__PORT", "0")
+    # Tests trigger the DAGs they just wrote; the paused-at-creation default has tests of its own.
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
     home = tmp_path / "crossdock-home"
     home.mkdir()
     monkeypatch.setenv("CROSSDOCK_HOME", str(home))

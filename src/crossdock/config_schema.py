@@ -40,6 +40,10 @@ CORE: dict[str, Option] = {
     "dags_folder": Option("{CROSSDOCK_HOME}/dags", "str", "Folder scanned for DAG files."),
     "default_queue": Option("default", "str", "Queue of an operator that names none."),
     "default_pool_slots": Option(128, "int", "Slots of the built-in default_pool."),
+    "dags_are_paused_at_creation": Option(True, "bool",
+                                          "A DAG seen for the first time starts paused, as in Airflow: no "
+                                          "scheduled runs, and manual runs wait in queued until it is "
+                                          "unpaused (crossdock dags unpause DAG_ID)."),
     "dagbag_import_timeout": Option(30.0, "float",
                                     "Seconds a DAG file may take to import before it is killed."),
     "load_examples": Option(False, "bool", "Also load crossdock's example DAGs."),

@@ -20,6 +20,7 @@ def crossdock(home: Path, *args: str, env: dict | None = None, timeout: float = 
               check: bool = False) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSDOCK__")}
     full_env["CROSSDOCK_HOME"] = str(home)
+    full_env["CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"  # the tests trigger what they write
     full_env.update(env or {})
     result = subprocess.run([sys.executable, "-m", "crossdock", *args], capture_output=True, text=True,
                             env=full_env, timeout=timeout)
@@ -68,6 +69,7 @@ def run_scheduler_until(home: Path, dag_id: str, run_id: str, *, timeout: float 
     """Start ``crossdock scheduler`` in the background; stop it once the run has finished."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSDOCK__")}
     env["CROSSDOCK_HOME"] = str(home)
+    env["CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
     env.update(env_extra or {})
     scheduler = subprocess.Popen([sys.executable, "-m", "crossdock", "scheduler"], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -232,7 +234,8 @@ def test_scheduler_killed_mid_task_is_recovered_by_the_next_one(crossdock_home):
     # time): the default, 10 s, would be six seconds of waiting that prove nothing more.
     takeover = {"CROSSDOCK__SCHEDULER__STANDBY_TAKEOVER_SECONDS": "2"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSDOCK__")}
-    env.update(CROSSDOCK_HOME=str(crossdock_home), CROSSDOCK__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD="2",
+    env.update(CROSSDOCK_HOME=str(crossdock_home), CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+               CROSSDOCK__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD="2",
                CROSSDOCK__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="0.5", **takeover)
     crossdock(crossdock_home, "dags", "trigger", "slow", "--run-id", "r1", check=True)
     doomed = subprocess.Popen([sys.executable, "-m", "crossdock", "scheduler"], env=env,

@@ -47,7 +47,8 @@ def _environment(home: Path, dags: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSDOCK__")}
     env.pop("KUBECONFIG", None)
     env.pop("CROSSDOCK_CONFIG", None)
-    env.update(CROSSDOCK_HOME=str(home), CROSSDOCK__CORE__EXECUTOR="CeleryKubernetesExecutor")
+    env.update(CROSSDOCK_HOME=str(home), CROSSDOCK__CORE__EXECUTOR="CeleryKubernetesExecutor",
+               CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION="False")  # the tests trigger what they write
     if dags is not None:
         env["CROSSDOCK__CORE__DAGS_FOLDER"] = str(dags)
     return env

@@ -72,9 +72,9 @@ def demo(args) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     _prepare_environment(home, args.executor or DEFAULT_DEMO_EXECUTOR)
 
-    from sqlalchemy import select
+    from sqlalchemy import select, update
 
-    from crossdock.cli.dags_command import parse_dags_folder_into_db
+    from crossdock.operations.dag_parsing import parse_dags_folder_into_db
     from crossdock.cli.output import print_rows
     from crossdock.cli.scheduler_command import build_scheduler
     from crossdock.cli.services import EmbeddedServices
@@ -94,6 +94,8 @@ def demo(args) -> int:
             if missing:
                 raise CliError(f"no example DAG named {', '.join(missing)}; examples: {', '.join(dag_ids)}")
             dag_ids = sorted(args.dag)
+        # New DAGs start paused ([core] dags_are_paused_at_creation); the demo runs what it triggers.
+        session.execute(update(DagModel).where(DagModel.dag_id.in_(dag_ids)).values(is_paused=False))
         runs = [(dag_id, create_dag_run(session, dag_id=dag_id, run_type=MANUAL,
                                         run_id=f"demo__{stamp}").run_id) for dag_id in dag_ids]
     if not runs:

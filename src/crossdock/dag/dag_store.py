@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from crossdock.configuration import conf
 from crossdock.dag.serialization import SerializedDAG, dag_hash
 from crossdock.models import DagImportError, DagModel, SerializedDagModel
 from crossdock.models.base import utcnow
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 def _upsert_dag(session: Session, data: dict[str, Any], existing: DagModel | None, now: datetime) -> None:
     dag = SerializedDAG.from_dict(data)
-    row = existing or DagModel(dag_id=dag.dag_id, is_paused=False)
+    row = existing or DagModel(dag_id=dag.dag_id, is_paused=conf.getboolean("core", "dags_are_paused_at_creation"))
     row.fileloc = dag.fileloc
     row.schedule = dag.schedule
     row.catchup = dag.catchup

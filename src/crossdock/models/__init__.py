@@ -20,6 +20,7 @@ _LAZY = {
     "Job": "crossdock.models.job",
     "Pool": "crossdock.models.pool",
     "SchedulerLease": "crossdock.models.scheduler_lease",
+    "StateRequest": "crossdock.models.state_request",
     "DEFAULT_POOL_NAME": "crossdock.models.pool",
     "TaskInstance": "crossdock.models.taskinstance",
     "TaskInstanceKey": "crossdock.models.taskinstancekey",

@@ -18,7 +18,8 @@ NEW_TI_COLUMNS = ("dag_id", "task_id", "run_id", "map_index", "try_number", "max
 
 
 class TaskInstance(Base):
-    """Only the scheduler writes these rows (design principle 1)."""
+    """Only the active scheduler writes these rows (design principle 1); while none holds the
+    lease, a user's clear or mark writes them under it (see ``crossdock.operations.state_delivery``)."""
 
     __tablename__ = "task_instance"
     __table_args__ = (

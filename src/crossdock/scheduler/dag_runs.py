@@ -30,6 +30,8 @@ from crossdock.state import DagRunState
 
 MANUAL = "manual"
 SCHEDULED = "scheduled"
+#: Runs a backfill created for past intervals; they run even while their DAG is paused.
+BACKFILL = "backfill"
 
 
 #: Triggering a DAG id that no parsed DAG file defines is the same error as loading one;

@@ -40,6 +40,8 @@ TIMEOUT_SHARE = 0.6
 SAFETY_SHARE = 0.25
 #: Renewals per timeout period; several, so one slow database round trip is not a loss.
 RENEWALS_PER_TIMEOUT = 5
+#: Reads of the lease row a writer that is not a scheduler makes while others change it.
+FREE_LEASE_ATTEMPTS = 5
 
 
 _LEASE = LeaseRow.__table__
@@ -159,3 +161,37 @@ class SchedulerLease:
 def active_job_id(session: Session) -> int | None:
     """The job holding the lease, as recorded (it may have died since its last renewal)."""
     return session.scalar(select(LeaseRow.holder_job_id).where(LeaseRow.name == LEASE_NAME))
+
+
+def hold_free_lease(session: Session) -> bool:
+    """Keep every scheduler from becoming active until ``session``'s transaction ends; False
+    when one holds the lease (or takes it first).
+
+    For a writer that is not a scheduler (a user's clear while no scheduler runs): it
+    counts a renewal on a lease nobody holds, which locks the lease row for the rest of
+    the transaction and spoils the ``renewals`` value a standby read before, so a
+    standby's take-over waits, then fails and tries again, and the scheduler that
+    becomes active later reads what this transaction wrote. Two such writers at once
+    take turns.
+    """
+    for _ in range(FREE_LEASE_ATTEMPTS):
+        row = session.get(LeaseRow, LEASE_NAME, populate_existing=True)
+        if row is None:
+            try:
+                with session.begin_nested():
+                    session.execute(insert(LeaseRow).values(name=LEASE_NAME, holder_job_id=None, token=0,
+                                                            renewals=0, renewed_at=utcnow()))
+            except IntegrityError:
+                pass  # a scheduler (or another writer) created it first: read what it wrote
+            continue
+        if row.holder_job_id is not None:
+            return False
+        held = session.execute(
+            update(LeaseRow)
+            .where(LeaseRow.name == LEASE_NAME, LeaseRow.holder_job_id.is_(None), LeaseRow.token == row.token,
+                   LeaseRow.renewals == row.renewals)
+            .values(renewals=row.renewals + 1, renewed_at=utcnow())
+            .execution_options(synchronize_session=False))
+        if held.rowcount == 1:
+            return True
+    return False

@@ -8,6 +8,7 @@ outcome is written whole or not at all.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,6 +19,9 @@ from crossdock.models.base import utcnow
 from crossdock.scheduler.leadership import SchedulerLease
 from crossdock.scheduler.task_table import TaskTable
 from crossdock.scheduler.value_handover import write_changes
+
+if TYPE_CHECKING:
+    from crossdock.scheduler.state_requests import StateRequests
 
 log = logging.getLogger("crossdock.scheduler")
 
@@ -30,9 +34,14 @@ TI_FLUSH_COLUMNS = (
 RUN_FLUSH_COLUMNS = ("state", "start_date", "end_date")
 
 
-def flush(table: TaskTable, lease: SchedulerLease) -> None:
-    """Write every change since the last flush (bulk updates), fenced by the lease."""
-    if not table.dirty_tis and not table.dirty_runs and not table.dirty_values:
+def flush(table: TaskTable, lease: SchedulerLease, *, requests: "StateRequests | None" = None) -> None:
+    """Write every change since the last flush (bulk updates), fenced by the lease.
+
+    :param requests: users' requests applied in memory since the last flush; they are
+        marked applied in the same transaction as the states they changed.
+    """
+    pending_requests = requests is not None and bool(requests.unwritten)
+    if not table.dirty_tis and not table.dirty_runs and not table.dirty_values and not pending_requests:
         return
     ti_rows = []
     for ti_id in table.dirty_tis:
@@ -59,7 +68,11 @@ def flush(table: TaskTable, lease: SchedulerLease) -> None:
             session.execute(update(DagRun), run_rows)
         for run in table.dirty_values.values():
             write_changes(session, run.dag_id, run.run_id, run.values)
+        if pending_requests:
+            requests.write_applied(session)
     table.written()
+    if pending_requests:
+        requests.written()
 
 
 def heartbeat_job(job_id: int | None) -> None:

@@ -7,21 +7,37 @@ A try is routed here and nowhere else (:class:`~crossdock.executors.routing.Exec
 the executor and the reason are recorded on the task instance with its ``queued`` state,
 so ``tasks states-for-dag-run`` can say why a task ran where it did and a hybrid executor
 hands the try to the child it was routed to without deciding again.
+
+A task naming a pool the scheduler has not seen makes it read the pools again (once a
+step) before failing the task, so a pool created just before a trigger is used at once.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from crossdock.database import create_session, describe_db_error
 from crossdock.executors.base_executor import BaseExecutor
 from crossdock.executors.routing import ExecutorRouter, Route
-from crossdock.models import TaskInstance
+from crossdock.models import Pool, TaskInstance
 from crossdock.runner.command import task_run_command
 from crossdock.scheduler.active_run import ActiveRun
 from crossdock.scheduler.task_table import TaskTable
 from crossdock.scheduler.external_state import external_state
 from crossdock.scheduler.value_handover import ValueHandoverError, handover_for
 from crossdock.state import TaskInstanceState as S
+
+log = logging.getLogger("crossdock.scheduler")
+
+
+def read_pool_slots(session: Session) -> dict[str, int]:
+    """Pool name → slots, as stored."""
+    return {name: slots for name, slots in session.execute(select(Pool.pool, Pool.slots))}
 
 
 class TaskQueuer:
@@ -46,6 +62,7 @@ class TaskQueuer:
         # than pop (and push back) every waiting task, which made a loop with thousands
         # of ready tasks cost as much as queueing them.
         full: set[int] = set()
+        pools_reread = False
         executor_count = len(self.executors) or 1
         while table.has_ready() and limits.total < limits.parallelism and len(full) < executor_count:
             item, entry = table.pop_ready()
@@ -76,6 +93,12 @@ class TaskQueuer:
             reason = limits.refuse_reason(
                 dag_id=ti.dag_id, max_active_tasks=run.dag.max_active_tasks or self.default_max_active_tasks,
                 pool=ti.pool, slots=ti.pool_slots)
+            if reason == "unknown_pool" and not pools_reread:
+                pools_reread = True  # a pool created since the last refresh counts at once
+                limits.pool_slots = self._reread_pools(limits.pool_slots)
+                reason = limits.refuse_reason(
+                    dag_id=ti.dag_id, max_active_tasks=run.dag.max_active_tasks or self.default_max_active_tasks,
+                    pool=ti.pool, slots=ti.pool_slots)
             if reason == "unknown_pool":
                 table.set_state(run, ti, S.FAILED, end_date=now, start_date=now, duration=0.0,
                                 failure_reason=f"pool {ti.pool!r} does not exist")
@@ -88,6 +111,16 @@ class TaskQueuer:
             queued += 1
         table.hold_back(held_back)
         return queued
+
+    @staticmethod
+    def _reread_pools(known: dict[str, int]) -> dict[str, int]:
+        """The pools as stored now; the ones known so far when the database cannot say."""
+        try:
+            with create_session() as session:
+                return read_pool_slots(session)
+        except SQLAlchemyError as exc:
+            log.error("could not read the pools: %s", describe_db_error(exc))
+            return known
 
     def _task_busy(self, ti: TaskInstance) -> int:
         """Queued or running instances of ``ti``'s task over all active runs of its DAG."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
 
 from crossdock.database import create_session
 from crossdock.models import DagModel, DagRun, SerializedDagModel, TaskInstance
@@ -19,7 +19,7 @@ from crossdock.models.base import utcnow
 from crossdock.models.taskinstance import NEW_TI_COLUMNS
 from crossdock.scheduler.active_run import ActiveRun
 from crossdock.scheduler.value_handover import load_run_values, run_facts
-from crossdock.scheduler.dag_runs import SCHEDULED, run_id_for
+from crossdock.scheduler.dag_runs import BACKFILL, SCHEDULED, run_id_for
 from crossdock.scheduler.leadership import SchedulerLease
 from crossdock.scheduler.task_table import TaskTable
 from crossdock.scheduler.timetable import ONCE, next_data_interval
@@ -56,9 +56,14 @@ class RunLoader:
     def create_scheduled_runs(self, now: datetime) -> int:
         """A queued run for each unpaused DAG whose next interval is due, within max_active_runs."""
         created = 0
+        if not self.scheduled_dags:
+            return 0
         with create_session() as session:
+            # Pausing takes effect at once: the flag is read here, not kept from the last parse.
+            unpaused = set(session.scalars(select(DagModel.dag_id).where(
+                DagModel.is_paused.is_(False), DagModel.is_active.is_(True))))
             for dag in self.scheduled_dags:
-                if dag.is_paused or self.table.active_count(dag.dag_id) >= dag.max_active_runs:
+                if dag.dag_id not in unpaused or self.table.active_count(dag.dag_id) >= dag.max_active_runs:
                     continue
                 interval = next_data_interval(
                     schedule=dag.schedule, start_date=dag.start_date,
@@ -67,7 +72,10 @@ class RunLoader:
                 if interval is None:
                     continue
                 run_id = run_id_for(SCHEDULED, interval.start)
-                exists = session.scalar(select(DagRun.id).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
+                # A backfill may have run this interval already: one run per interval.
+                exists = session.scalar(select(DagRun.id).where(DagRun.dag_id == dag.dag_id, or_(
+                    DagRun.run_id == run_id, and_(DagRun.run_type == BACKFILL,
+                                                  DagRun.logical_date == interval.start))).limit(1))
                 if exists is None:
                     if not created:
                         self.lease.fence(session)
@@ -93,7 +101,13 @@ class RunLoader:
         self.load_new_runs()
 
     def load_new_runs(self) -> int:
-        """Queued runs → running, within each DAG's max_active_runs (one query when there are none)."""
+        """Queued runs → running, within each DAG's max_active_runs (one query when there are none).
+
+        A paused DAG's runs wait in queued until it is unpaused, as in Airflow; backfill
+        runs are the exception (a backfill is asked for explicitly, and Airflow's runs
+        whatever the pause says). A run queued again by a clear keeps its task instances:
+        they are read with one query for every queued run that has any.
+        """
         with create_session() as session:
             if session.scalar(select(DagRun.id).where(DagRun.state == DagRunState.QUEUED.value).limit(1)) is None:
                 return 0
@@ -105,12 +119,15 @@ class RunLoader:
             for run in self.table.runs.values():
                 active_by_dag[run.dag_id] = active_by_dag.get(run.dag_id, 0) + 1
             started = 0
+            existing = _existing_task_instances(session)
             for dag_run in queued:
                 dag = session.get(DagModel, dag_run.dag_id)
                 limit = dag.max_active_runs if dag else 1
                 if active_by_dag.get(dag_run.dag_id, 0) >= limit:
                     continue
-                if self._activate(dag_run, session, existing=[]):
+                if dag is not None and dag.is_paused and dag_run.run_type != BACKFILL:
+                    continue
+                if self._activate(dag_run, session, existing=existing.get((dag_run.dag_id, dag_run.run_id), [])):
                     active_by_dag[dag_run.dag_id] = active_by_dag.get(dag_run.dag_id, 0) + 1
                     started += 1
             return started
@@ -166,3 +183,14 @@ class RunLoader:
                               rows).scalars().all()
         for (_run, ti), ti_id in zip(pending, ids):
             ti.id = ti_id
+
+
+def _existing_task_instances(session) -> dict[tuple[str, str], list[TaskInstance]]:
+    """The task instances of queued runs that have some (runs queued again by a clear), by run."""
+    rows = session.scalars(select(TaskInstance).join(DagRun, and_(
+        DagRun.dag_id == TaskInstance.dag_id, DagRun.run_id == TaskInstance.run_id))
+        .where(DagRun.state == DagRunState.QUEUED.value))
+    by_run: dict[tuple[str, str], list[TaskInstance]] = {}
+    for ti in rows:
+        by_run.setdefault((ti.dag_id, ti.run_id), []).append(ti)
+    return by_run

@@ -30,14 +30,13 @@ import threading
 import time
 from typing import Callable
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from crossdock.configuration import conf
 from crossdock.database import create_session, describe_db_error
 from crossdock.executors.base_executor import BaseExecutor
 from crossdock.executors.routing import ExecutorRouter
-from crossdock.models import Job, Pool
+from crossdock.models import Job
 from crossdock.models.base import utcnow
 from crossdock.scheduler import persistence
 from crossdock.scheduler.active_run import ActiveRun
@@ -46,11 +45,12 @@ from crossdock.scheduler.dag_parsing import DagFolderParser
 from crossdock.scheduler.event_application import EventApplier
 from crossdock.scheduler.leadership import LeadershipLost, SchedulerLease
 from crossdock.scheduler.limits import SlotLimits
-from crossdock.scheduler.queueing import TaskQueuer
+from crossdock.scheduler.queueing import TaskQueuer, read_pool_slots
 from crossdock.scheduler.recovery import Recovery
 from crossdock.scheduler.run_loading import RunLoader
 from crossdock.scheduler.run_timeouts import time_out_runs
 from crossdock.scheduler.settings import SchedulerSettings
+from crossdock.scheduler.state_requests import StateRequests
 from crossdock.scheduler.task_table import StateListener, TaskTable
 
 log = logging.getLogger("crossdock.scheduler")
@@ -97,6 +97,8 @@ class SchedulerJob:
                                  stuck_retries=settings.num_stuck_in_queued_retries)
         self.parser = DagFolderParser(self.dags_folder, settings.dag_dir_list_interval)
         self.loader: RunLoader | None = None
+        #: Users' clears and marks (see state_requests), once the lease exists.
+        self.state_requests: StateRequests | None = None
 
         self._last_poll = self._last_heartbeat = self._last_housekeeping = 0.0
         self._last_pool_refresh = self._next_orphan_check = 0.0
@@ -157,6 +159,7 @@ class SchedulerJob:
             self.job_id = job.id
         self.lease = SchedulerLease(job_id=self.job_id, takeover_seconds=self.settings.standby_takeover_seconds)
         self.loader = RunLoader(self.table, self.lease)
+        self.state_requests = StateRequests(self.table, self.router, self.lease, job_id=self.job_id)
         self.table.mapping.lease = self.lease
         self.table.mapping.max_map_length = conf.getint("core", "max_map_length")
         self.queuer.job_id = self.job_id
@@ -249,6 +252,7 @@ class SchedulerJob:
         loader = self.loader
         if mono - self._last_poll >= self.settings.new_runs_poll_interval:
             self._last_poll = mono
+            changed += self._guard(self.state_requests.apply_pending)
             changed += self._guard(loader.load_new_runs)
         if mono - self._last_housekeeping >= HOUSEKEEPING_INTERVAL:
             self._last_housekeeping = mono
@@ -359,10 +363,10 @@ class SchedulerJob:
     def _refresh_pools(self) -> None:
         self._last_pool_refresh = time.monotonic()
         with create_session() as session:
-            self.limits.pool_slots = {pool.pool: pool.slots for pool in session.scalars(select(Pool))}
+            self.limits.pool_slots = read_pool_slots(session)
 
     def _flush(self) -> None:
-        persistence.flush(self.table, self.lease)
+        persistence.flush(self.table, self.lease, requests=self.state_requests)
 
     # ------------------------------------------------------------------ signals and shutdown
     def _install_signal_handlers(self) -> None:

@@ -73,3 +73,31 @@ def next_data_interval(*, schedule: str | None, start_date: datetime | None,
             begin = max(begin, latest_begin)
     end = _following(schedule, begin)
     return DataInterval(begin, end) if end <= now else None
+
+
+def data_intervals_between(*, schedule: str | None, start: datetime, end: datetime,
+                           limit: int) -> list[DataInterval]:
+    """Every interval of ``schedule`` whose logical date (its start) lies in ``[start, end]``,
+    oldest first (a backfill's runs); at most ``limit`` + 1, so a caller can tell it was cut.
+
+    Empty for a DAG without a regular schedule (None or ``@once``).
+    """
+    if schedule is None or schedule == ONCE:
+        return []
+    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    intervals: list[DataInterval] = []
+    if schedule.startswith(TIMEDELTA_PREFIX):
+        step = timedelta(seconds=float(schedule[len(TIMEDELTA_PREFIX):]))
+        begin = start
+        while begin <= end and len(intervals) <= limit:
+            intervals.append(DataInterval(begin, begin + step))
+            begin += step
+        return intervals
+    begin = _preceding_or_equal(schedule, start).replace(fold=0)
+    if begin < start:
+        begin = _following(schedule, start)
+    while begin <= end and len(intervals) <= limit:
+        following = _following(schedule, begin)
+        intervals.append(DataInterval(begin, following))
+        begin = following
+    return intervals
