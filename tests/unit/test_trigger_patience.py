@@ -1,4 +1,4 @@
-"""A trigger waits out a PostgreSQL that refuses connections for load, and nothing else.
+"""A trigger (any action) waits out a PostgreSQL that refuses connections for load, and nothing else.
 
 The refusal (``FATAL: sorry, too many clients already``) needs a server at its
 ``max_connections``, which a test cannot arrange without starving everything else on
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from crossdock.cli import dags_command
+from crossdock.operations import db_retry
 
 
 def _refused() -> OperationalError:
@@ -19,7 +19,7 @@ def _refused() -> OperationalError:
 
 
 def test_a_refused_connection_is_tried_again_until_it_is_accepted(monkeypatch):
-    monkeypatch.setattr(dags_command.time, "sleep", lambda _seconds: None)
+    monkeypatch.setattr(db_retry.time, "sleep", lambda _seconds: None)
     calls = []
 
     def attempt():
@@ -28,12 +28,12 @@ def test_a_refused_connection_is_tried_again_until_it_is_accepted(monkeypatch):
             raise _refused()
         return "manual__x"
 
-    assert dags_command._patiently(attempt) == "manual__x"
+    assert db_retry.patiently(attempt) == "manual__x"
     assert len(calls) == 4
 
 
 def test_other_database_errors_are_not_retried(monkeypatch):
-    monkeypatch.setattr(dags_command.time, "sleep", lambda _seconds: None)
+    monkeypatch.setattr(db_retry.time, "sleep", lambda _seconds: None)
     calls = []
 
     def attempt():
@@ -41,18 +41,18 @@ def test_other_database_errors_are_not_retried(monkeypatch):
         raise OperationalError("insert", {}, Exception("disk I/O error"))
 
     with pytest.raises(OperationalError, match="disk I/O error"):
-        dags_command._patiently(attempt)
+        db_retry.patiently(attempt)
     assert len(calls) == 1
 
 
 def test_patience_ends_with_the_refusal(monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(dags_command.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(dags_command.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    monkeypatch.setattr(db_retry.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(db_retry.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
 
     def attempt():
         raise _refused()
 
     with pytest.raises(OperationalError, match="too many clients"):
-        dags_command._patiently(attempt)
-    assert clock[0] <= dags_command.REFUSED_CONNECTION_PATIENCE
+        db_retry.patiently(attempt)
+    assert clock[0] <= db_retry.PATIENCE

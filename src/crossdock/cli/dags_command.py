@@ -1,34 +1,33 @@
-"""``crossdock dags ...``: parse, list, trigger, inspect runs and import errors."""
+"""``crossdock dags ...``: parse, list, trigger, pause, backfill, delete, inspect runs and import errors.
+
+The actions are :mod:`crossdock.operations`' (the REST API and the web UI call the same
+functions); this module only turns arguments into calls and results into lines.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
 
 from sqlalchemy import select
 
 from crossdock.cli.errors import CliError
 from crossdock.cli.output import print_rows
+from crossdock.cli.progress import ProgressLine, backfill_progress_text, run_progress_text
+from crossdock.cli.prompts import confirm
 from crossdock.database import create_session, ensure_migrated
 from crossdock.models import DagImportError, DagModel, DagRun
-from crossdock.scheduler.dag_runs import MANUAL, DagNotFoundError, DagRunCreationError, trigger_dag_run
+from crossdock.operations.dag_parsing import parse_dags_folder_into_db
+from crossdock.operations.dag_runs import delete_dag, delete_dag_run, trigger_dag
+from crossdock.operations.lookups import utc_datetime
+from crossdock.operations.pausing import set_paused
+from crossdock.operations.progress import run_progress
 from crossdock.state import DagRunState
 
 #: Seconds between polls of ``dags trigger --wait``.
 WAIT_POLL_INTERVAL = 0.2
-
-
-def parse_dags_folder_into_db() -> dict[str, str]:
-    """Parse the DAG folder in child processes and store the result; returns import errors."""
-    from crossdock.configuration import conf
-    from crossdock.dag.dag_store import store_parse_result
-    from crossdock.dag.processor import parse_dag_folder
-
-    ensure_migrated()
-    result = parse_dag_folder(conf.getstr("core", "dags_folder"))
-    store_parse_result(result)
-    return result.import_errors
+#: Runs a backfill that did not fully succeed names, at most.
+MAX_FAILED_SHOWN = 10
 
 
 def list_dags(args) -> int:
@@ -49,16 +48,6 @@ def reserialize(_args) -> int:
     return 0
 
 
-def _parse_logical_date(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise CliError(f"--logical-date {text!r} is not an ISO-8601 date") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
 def trigger(args) -> int:
     run_conf = None
     if args.conf:
@@ -68,9 +57,12 @@ def trigger(args) -> int:
             raise CliError(f"--conf is not valid JSON: {exc}") from None
         if not isinstance(run_conf, dict):
             raise CliError("--conf must be a JSON object")
-    logical_date = _parse_logical_date(args.logical_date)
-    run_id = _trigger(args.dag_id, run_id=args.run_id, logical_date=logical_date, run_conf=run_conf)
+    logical_date = utc_datetime(args.logical_date, what="--logical-date")
+    run = trigger_dag(args.dag_id, run_id=args.run_id, logical_date=logical_date, conf=run_conf)
+    run_id = run["run_id"]
     print(f"queued run {run_id!r} of DAG {args.dag_id!r}")
+    if run["dag_is_paused"]:
+        print(f"DAG {args.dag_id!r} is paused: the run waits in queued until: crossdock dags unpause {args.dag_id}")
     if not args.wait:
         return 0
     state = wait_for_run(args.dag_id, run_id, timeout=args.timeout)
@@ -78,115 +70,22 @@ def trigger(args) -> int:
     return 0 if state == DagRunState.SUCCESS else 1
 
 
-def _trigger(dag_id: str, *, run_id: str | None, logical_date: datetime | None, run_conf: dict | None) -> str:
-    """The committed run's id; any failure becomes a one-line :class:`CliError` (exit 1).
-
-    A trigger must never end quietly without its run: whatever the database says on the
-    way (a lock it kept, a lost connection) is reported, not swallowed.
-    """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from crossdock.database import describe_db_error
-
-    try:
-        return _patiently(lambda: _trigger_once(dag_id, run_id=run_id, logical_date=logical_date,
-                                                run_conf=run_conf))
-    except DagRunCreationError as exc:
-        raise CliError(f"no run was created: {exc}") from None
-    except SQLAlchemyError as exc:
-        raise CliError(f"no run was created: {describe_db_error(exc)}") from None
-
-
-#: Seconds a trigger keeps trying a database that turns connections away under load.
-REFUSED_CONNECTION_PATIENCE = 30.0
-_REFUSALS_UNDER_LOAD = ("too many clients", "remaining connection slots are reserved",
-                        "the database system is starting up")
-
-
-def _patiently(attempt):
-    """``attempt()``, again after a jittered pause while the server refuses connections for load.
-
-    PostgreSQL refuses connections beyond ``max_connections``; fifty triggers started
-    together (with a scheduler and workers holding connections of their own) can meet
-    that. Nothing was written when a connection was refused, so trying again is safe.
-    """
-    import random
-
-    from sqlalchemy.exc import OperationalError
-
-    from crossdock.database import DatabaseError
-
-    deadline = time.monotonic() + REFUSED_CONNECTION_PATIENCE
-    pause = 0.1
-    while True:
-        try:
-            return attempt()
-        except (DatabaseError, OperationalError) as exc:
-            refused = any(sign in str(exc).lower() for sign in _REFUSALS_UNDER_LOAD)
-            jittered = pause * random.uniform(0.5, 1.5)
-            if not refused or time.monotonic() + jittered > deadline:
-                raise  # the jittered pause, not the nominal one, decides: patience never overruns
-        time.sleep(jittered)
-        pause = min(pause * 2, 2.0)
-
-
-def _trigger_once(dag_id: str, *, run_id: str | None, logical_date: datetime | None, run_conf: dict | None) -> str:
-    ensure_migrated()
-    with create_session() as session:
-        known = session.get(DagModel, dag_id)
-    if known is None:
-        _parse_unless_known(dag_id)
-    return trigger_dag_run(dag_id, run_type=MANUAL, run_id=run_id, logical_date=logical_date, conf=run_conf)
-
-
-def _parse_unless_known(dag_id: str) -> None:
-    """Parse the DAG folder so a DAG not seen yet can be triggered; one parse at a time per home.
-
-    Many triggers of a new DAG at once would each parse the whole folder: on a small
-    machine some parses then overrun ``[core] dagbag_import_timeout`` (the DAG looks
-    missing, and a bogus import error is stored) and their concurrent writes can
-    deadlock. Behind a lock in ``CROSSDOCK_HOME`` the first caller parses and the others
-    find the DAG known when their turn comes.
-    """
-    import fcntl
-
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from crossdock.configuration import crossdock_home
-
-    home = crossdock_home()
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "dags-parse.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with create_session() as session:
-            if session.get(DagModel, dag_id) is not None:
-                return
-        try:
-            errors = parse_dags_folder_into_db()
-        except SQLAlchemyError:
-            # A scheduler may be storing the same parse; what matters is that the DAG is known now.
-            with create_session() as session:
-                if session.get(DagModel, dag_id) is not None:
-                    return
-            raise
-    with create_session() as session:
-        known = session.get(DagModel, dag_id)
-    if known is None and errors:
-        failed = "; ".join(f"{path}: {(error.strip().splitlines() or ['failed'])[0]}" for path, error in sorted(errors.items()))
-        raise DagNotFoundError(dag_id, f"DAG {dag_id!r} not found; the DAG folder has import errors: {failed}")
-
-
-def wait_for_run(dag_id: str, run_id: str, *, timeout: float | None) -> str:
+def wait_for_run(dag_id: str, run_id: str, *, timeout: float | None, stream=None) -> str:
+    """Wait for the run to finish, showing its tasks' progress; its final state."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        with create_session() as session:
-            state = session.scalar(select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
-        if state in (DagRunState.SUCCESS, DagRunState.FAILED):
-            return state
-        if deadline is not None and time.monotonic() > deadline:
-            raise CliError(f"run {run_id!r} of {dag_id!r} is still {state} after {timeout} s "
-                           f"(is a scheduler running?)")
-        time.sleep(WAIT_POLL_INTERVAL)
+    line = ProgressLine(stream)
+    try:
+        while True:
+            progress = run_progress(dag_id, run_id)
+            line.show(run_progress_text(progress))
+            if progress["state"] in (DagRunState.SUCCESS, DagRunState.FAILED):
+                return progress["state"]
+            if deadline is not None and time.monotonic() > deadline:
+                raise CliError(f"run {run_id!r} of {dag_id!r} is still {progress['state']} after {timeout} s "
+                               f"(is a scheduler running?)")
+            time.sleep(WAIT_POLL_INTERVAL)
+    finally:
+        line.close()
 
 
 def list_runs(args) -> int:
@@ -232,13 +131,11 @@ def state(args) -> int:
 
 
 def _set_paused(dag_id: str, paused: bool) -> None:
-    ensure_migrated()
-    with create_session() as session:
-        dag = session.get(DagModel, dag_id)
-        if dag is None:
-            raise DagNotFoundError(dag_id)
-        dag.is_paused = paused
+    result = set_paused(dag_id, paused=paused)
     print(f"DAG {dag_id!r} {'paused' if paused else 'unpaused'}")
+    if result["queued_runs"]:
+        print(f"{result['queued_runs']} queued run(s) "
+              f"{'wait until it is unpaused' if paused else 'start as the scheduler takes them up'}")
 
 
 def pause(args) -> int:
@@ -249,3 +146,44 @@ def pause(args) -> int:
 def unpause(args) -> int:
     _set_paused(args.dag_id, False)
     return 0
+
+
+def delete_run(args) -> int:
+    delete_dag_run(args.dag_id, args.run_id)
+    print(f"deleted run {args.run_id!r} of DAG {args.dag_id!r} with its task instances")
+    return 0
+
+
+def delete(args) -> int:
+    if not confirm(f"Delete every run, task instance and stored parse of DAG {args.dag_id!r}?", yes=args.yes):
+        print("cancelled; nothing was deleted")
+        return 0
+    result = delete_dag(args.dag_id)
+    print(f"deleted DAG {args.dag_id!r} and its {result['runs_deleted']} run(s); while its file is in the "
+          f"DAG folder it is stored again by the next parse")
+    return 0
+
+
+def backfill(args) -> int:
+    from crossdock.operations.backfill import backfill as run_backfill
+    from crossdock.operations.state_delivery import scheduler_status
+
+    if args.reset_dagruns and not confirm(
+            f"Clear the task instances of the existing runs of {args.dag_id!r} from {args.start_date} "
+            f"to {args.end_date} so they run again?", yes=args.yes):
+        print("cancelled; nothing was changed")
+        return 0
+    if not scheduler_status()["alive"]:
+        print("no scheduler is running: the runs wait in queued until one starts (crossdock scheduler)")
+    line = ProgressLine()
+    try:
+        runs = run_backfill(args.dag_id, start_date=args.start_date, end_date=args.end_date,
+                            reset_dagruns=args.reset_dagruns,
+                            progress=lambda progress: line.show(backfill_progress_text(progress)))
+    finally:
+        line.close()
+    failed = [run["run_id"] for run in runs if run["state"] != DagRunState.SUCCESS]
+    print(f"backfill of {args.dag_id!r}: {len(runs) - len(failed)} of {len(runs)} run(s) succeeded")
+    for run_id in failed[:MAX_FAILED_SHOWN]:
+        print(f"  not successful: {run_id} (see: crossdock tasks states-for-dag-run {args.dag_id} {run_id})")
+    return 0 if not failed else 1

@@ -1,4 +1,5 @@
-"""``crossdock tasks ...``: run one try, test or render a task, list tasks, states and logs."""
+"""``crossdock tasks ...``: run one try, test or render a task, list tasks, states and logs;
+clear and mark task instances (through :mod:`crossdock.operations`, as the API and UI do)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def render(args) -> int:
 
 
 def list_tasks(args) -> int:
-    from crossdock.cli.dags_command import parse_dags_folder_into_db
+    from crossdock.operations.dag_parsing import parse_dags_folder_into_db
     from crossdock.dag.serialization import SerializedDAG
 
     parse_dags_folder_into_db()
@@ -126,20 +127,97 @@ def xcom(args) -> int:
 
 
 def logs(args) -> int:
+    """Print one try's log; a DAG, run or task that does not exist is named as such, not as "not run yet"."""
+    from crossdock.operations.lookups import dag_run
     from crossdock.runner.task_log import task_log_path
 
     ensure_migrated()
+    with create_session() as session:
+        dag_run(session, args.dag_id, args.run_id)
+        ti = session.scalar(select(TaskInstance).where(
+            TaskInstance.dag_id == args.dag_id, TaskInstance.task_id == args.task_id,
+            TaskInstance.run_id == args.run_id, TaskInstance.map_index == args.map_index))
+    if ti is None:
+        index = f" with map index {args.map_index}" if args.map_index >= 0 else ""
+        raise CliError(f"run {args.run_id!r} of DAG {args.dag_id!r} has no task instance of "
+                       f"{args.task_id!r}{index} (see: crossdock tasks states-for-dag-run {args.dag_id} {args.run_id})")
     try_number = args.try_number
     if try_number is None:
-        with create_session() as session:
-            try_number = session.scalar(select(TaskInstance.try_number).where(
-                TaskInstance.dag_id == args.dag_id, TaskInstance.task_id == args.task_id,
-                TaskInstance.run_id == args.run_id, TaskInstance.map_index == args.map_index))
+        try_number = ti.try_number
         if not try_number:
-            raise CliError(f"task {args.task_id!r} of run {args.run_id!r} of DAG {args.dag_id!r} has not run yet")
+            raise CliError(f"task {args.task_id!r} of run {args.run_id!r} of DAG {args.dag_id!r} has not run yet "
+                           f"(it is {ti.state or 'waiting for its upstream tasks'})")
     path = task_log_path(dag_id=args.dag_id, task_id=args.task_id, run_id=args.run_id,
                          try_number=try_number, map_index=args.map_index)
     if not path.exists():
         raise CliError(f"no log for try {try_number} at {path}")
     print(path.read_text(errors="replace"), end="")
     return 0
+
+
+#: Seconds ``tasks clear`` and ``mark-*`` wait for the active scheduler to apply their request.
+REQUEST_WAIT_SECONDS = 10.0
+CHANGE_COLUMNS = ["run_id", "task_id", "map_index", "state", "try_number"]
+#: How ``mark-*`` lists what it did: marked, or cleared to run again below a success.
+ACTION_LABELS = {"success": "mark success", "failed": "mark failed", "clear": "resume (clear)"}
+
+
+def clear(args) -> int:
+    """``tasks clear``: list what would be cleared, ask (unless -y), clear, say how it was applied."""
+    from crossdock.cli.prompts import confirm
+    from crossdock.operations.clearing import clear_task_instances
+
+    options = dict(task_regex=args.task_regex, run_id=args.run_id, start_date=args.start_date,
+                   end_date=args.end_date, downstream=args.downstream, upstream=args.upstream,
+                   only_failed=args.only_failed, only_running=args.only_running)
+    ensure_migrated()
+    planned = clear_task_instances(args.dag_id, dry_run=True, **options)
+    if not planned:
+        print("no task instances to clear")
+        return 0
+    print_rows(planned, columns=CHANGE_COLUMNS)
+    if not confirm(f"Clear these {len(planned)} task instance(s)?", yes=args.yes):
+        print("cancelled; nothing was cleared")
+        return 0
+    _say_delivered(clear_task_instances(args.dag_id, **options), "cleared")
+    return 0
+
+
+def mark_success(args) -> int:
+    return _mark(args, "success")
+
+
+def mark_failed(args) -> int:
+    return _mark(args, "failed")
+
+
+def _mark(args, state: str) -> int:
+    from crossdock.operations.marking import mark_task_instances
+
+    rows = mark_task_instances(args.dag_id, run_id=args.run_id, task_ids=[args.task_id], state=state,
+                               downstream=args.downstream, upstream=args.upstream)
+    if not rows:
+        print(f"nothing to mark: the task instances are {state} already")
+        return 0
+    print_rows([{**row, "action": ACTION_LABELS[row["action"]]} for row in rows], columns=["action", *CHANGE_COLUMNS])
+    resumed = any(row["action"] == "clear" for row in rows)
+    _say_delivered(rows, f"marked {state}" + (" or resumed" if resumed else ""))
+    return 0
+
+
+def _say_delivered(rows: list[dict], verb: str) -> None:
+    """One line: applied now, applied by the scheduler, or requested and not applied yet."""
+    from crossdock.operations.state_delivery import Delivery, scheduler_status, wait_until_applied
+
+    count = f"{len(rows)} task instance(s) {verb}"
+    request_ids = sorted({row["request_id"] for row in rows if row["request_id"] is not None})
+    if not request_ids:
+        print(f"{count} (written directly: no scheduler is active)")
+        return
+    status = scheduler_status()
+    if wait_until_applied(Delivery(applied=False, request_ids=request_ids), timeout=REQUEST_WAIT_SECONDS):
+        print(f"{count} by scheduler job {status['job_id']}")
+        return
+    print(f"{count}: requested from scheduler job {status['job_id']}, which has not applied it after "
+          f"{REQUEST_WAIT_SECONDS:g} s; it applies it in its next loop step, or the scheduler that takes over "
+          f"does (see: crossdock jobs check)")
