@@ -115,3 +115,12 @@ def test_each_queue_is_shown_with_the_executor_its_tasks_are_routed_to(monkeypat
                                                                       expected):
     configure(monkeypatch, CROSSDOCK__CORE__EXECUTOR=executor, CROSSDOCK__EXECUTOR_ROUTING__RULES=rules)
     assert executor_for_queue(queue) == expected
+
+
+def test_local_workers_size_the_default_tasks_per_worker_unless_the_config_does(monkeypatch):
+    configure(monkeypatch, {"burst": {"max_workers": 2}}, CROSSDOCK__CELERY__WORKER_CONCURRENCY=16)
+    local = WorkerQueues.from_config(tasks_per_worker=2)
+    assert local.spec_for("other").max_tasks_per_worker == 2
+    assert local.spec_for("burst").max_tasks_per_worker == 2  # a listed queue without its own number
+    configure(monkeypatch, CROSSDOCK__WORKER_QUEUES__DEFAULT_MAX_TASKS_PER_WORKER=5)
+    assert WorkerQueues.from_config(tasks_per_worker=2).spec_for("other").max_tasks_per_worker == 5

@@ -74,16 +74,20 @@ class EmbeddedServices(AbstractContextManager):
 
     def _start_autoscaled_workers(self) -> None:
         from crossdock.monitoring.autoscaler import Autoscaler
-        from crossdock.monitoring.local_workers import LocalWorkerPool
+        from crossdock.monitoring.local_workers import LocalWorkerPool, local_worker_concurrency
         from crossdock.monitoring.queue_monitor import QueueMonitor
+        from crossdock.monitoring.worker_queues import WorkerQueues
 
-        monitor = QueueMonitor()
-        pool = LocalWorkerPool(worker_queues=monitor.worker_queues)
+        # An unlisted queue's worker runs local_worker_concurrency() processes, so that is
+        # what the formula divides by (not [celery] worker_concurrency, sized for servers).
+        worker_queues = WorkerQueues.from_config(tasks_per_worker=local_worker_concurrency())
+        monitor = QueueMonitor(worker_queues=worker_queues)
+        pool = LocalWorkerPool(worker_queues=worker_queues)
         self._stoppers.append(("local celery workers", _Closing(pool)))
         autoscaler = Autoscaler(monitor=monitor, pool=pool)
         # The first step reads no worker (there is none yet: asking would cost a reply
         # timeout) and the queues' minimum workers consume before the scheduler starts.
-        decisions = autoscaler.decide(QueueMonitor(read_workers=False).refresh())
+        decisions = autoscaler.decide(QueueMonitor(read_workers=False, worker_queues=worker_queues).refresh())
         pool.wait_ready()
         self._stoppers.append(("autoscaler", autoscaler))
         autoscaler.start()

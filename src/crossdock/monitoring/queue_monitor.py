@@ -56,12 +56,13 @@ class QueueMonitor:
     :param interval: seconds between background refreshes (default ``[worker_queues] interval``).
     :param celery_app: the Celery app to inspect; default: crossdock's, built on first need.
     :param read_workers: also ask the Celery workers (one inspect timeout per refresh).
+    :param worker_queues: the queues' bounds (default: read from ``[worker_queues]``).
     """
 
     def __init__(self, *, interval: float | None = None, celery_app: Any = None,
-                 read_workers: bool = True) -> None:
+                 read_workers: bool = True, worker_queues: WorkerQueues | None = None) -> None:
         self.interval = conf.getfloat("worker_queues", "interval") if interval is None else interval
-        self.worker_queues = WorkerQueues.from_config()
+        self.worker_queues = worker_queues or WorkerQueues.from_config()
         self.read_workers = read_workers
         self._celery_app = celery_app
         self._lock = threading.Lock()

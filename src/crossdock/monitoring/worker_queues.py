@@ -55,9 +55,14 @@ class WorkerQueues:
         self.defaults = defaults
 
     @classmethod
-    def from_config(cls) -> "WorkerQueues":
-        """Read ``[worker_queues]``; a bad entry fails with the queue and key it concerns."""
-        concurrency = conf.getint("celery", "worker_concurrency", fallback=16)
+    def from_config(cls, *, tasks_per_worker: int | None = None) -> "WorkerQueues":
+        """Read ``[worker_queues]``; a bad entry fails with the queue and key it concerns.
+
+        :param tasks_per_worker: what ``default_max_tasks_per_worker = 0`` stands for, when
+            the workers are not sized by ``[celery] worker_concurrency`` (the local driver's
+            workers run fewer processes on a small machine).
+        """
+        concurrency = tasks_per_worker or conf.getint("celery", "worker_concurrency", fallback=16)
         default_tasks = conf.getint("worker_queues", "default_max_tasks_per_worker") or concurrency
         defaults = _checked(WorkerQueueSpec(
             name="*",
