@@ -10,18 +10,21 @@ OUTPUT = Arg(("-o", "--output"), {"choices": OUTPUT_FORMATS, "default": "table",
 DAG_ID = Arg(("dag_id",), {"help": "the DAG id"})
 TASK_ID = Arg(("task_id",), {"help": "the task id"})
 RUN_ID = Arg(("run_id",), {"help": "the DAG run id"})
+MARK_RELATIVES = [Arg(("--downstream",), {"action": "store_true", "help": "also mark every task downstream"}),
+                  Arg(("--upstream",), {"action": "store_true", "help": "also mark every task upstream"})]
 SUBDIR = Arg(("-S", "--subdir"), {"help": "DAG file or folder (default: [core] dags_folder)"})
+YES = Arg(("-y", "--yes"), {"action": "store_true", "help": "do not ask for confirmation"})
 
 DB = GroupCommand("db", "Create, upgrade or empty the metadata database", [
     ActionCommand("migrate", "Create or upgrade the metadata tables", lazy("crossdock.cli.db_command.migrate")),
     ActionCommand("reset", "Drop every table and create them again (all history is lost)",
                   lazy("crossdock.cli.db_command.reset"),
-                  [Arg(("-y", "--yes"), {"action": "store_true", "help": "do not ask for confirmation"})]),
+                  [YES]),
     ActionCommand("check", "Check that the metadata database can be reached",
                   lazy("crossdock.cli.db_command.check")),
 ])
 
-DAGS = GroupCommand("dags", "List and trigger DAGs, inspect runs and import errors", [
+DAGS = GroupCommand("dags", "List, trigger, pause, backfill and delete DAGs; inspect runs and import errors", [
     ActionCommand("list", "Parse the DAG folder and list its DAGs", lazy("crossdock.cli.dags_command.list_dags"),
                   [OUTPUT]),
     ActionCommand("trigger", "Queue a manual run of a DAG", lazy("crossdock.cli.dags_command.trigger"), [
@@ -41,8 +44,23 @@ DAGS = GroupCommand("dags", "List and trigger DAGs, inspect runs and import erro
                   lazy("crossdock.cli.dags_command.list_import_errors"), [OUTPUT]),
     ActionCommand("state", "Print the state of a DAG run", lazy("crossdock.cli.dags_command.state"),
                   [DAG_ID, RUN_ID]),
-    ActionCommand("pause", "Stop scheduling new runs of a DAG", lazy("crossdock.cli.dags_command.pause"), [DAG_ID]),
-    ActionCommand("unpause", "Resume scheduling a DAG", lazy("crossdock.cli.dags_command.unpause"), [DAG_ID]),
+    ActionCommand("pause", "Pause a DAG: no scheduled runs, manual runs wait in queued",
+                  lazy("crossdock.cli.dags_command.pause"), [DAG_ID]),
+    ActionCommand("unpause", "Unpause a DAG: schedule it, start its queued runs",
+                  lazy("crossdock.cli.dags_command.unpause"), [DAG_ID]),
+    ActionCommand("backfill", "Run a DAG for every schedule interval from -s to -e (within max_active_runs) "
+                              "and wait, showing progress; exit 0 only if every run succeeded",
+                  lazy("crossdock.cli.dags_command.backfill"), [
+                      DAG_ID,
+                      Arg(("-s", "--start-date"), {"required": True, "help": "first logical date, ISO 8601"}),
+                      Arg(("-e", "--end-date"), {"required": True, "help": "last logical date, ISO 8601"}),
+                      Arg(("--reset-dagruns",), {"action": "store_true",
+                                                 "help": "clear the existing runs in the range so they run again"}),
+                      YES]),
+    ActionCommand("delete-run", "Delete one DAG run with its task instances (not while a scheduler runs it)",
+                  lazy("crossdock.cli.dags_command.delete_run"), [DAG_ID, RUN_ID]),
+    ActionCommand("delete", "Delete a DAG's runs, task instances and stored parse (its file is kept)",
+                  lazy("crossdock.cli.dags_command.delete"), [DAG_ID, YES]),
     ActionCommand("reserialize", "Parse the DAG folder now and store the result",
                   lazy("crossdock.cli.dags_command.reserialize")),
     ActionCommand("test", "Run one whole DAG run in the foreground: no scheduler, workers or database; "
@@ -82,6 +100,41 @@ TASKS = GroupCommand("tasks", "Run, test and inspect task instances", [
                   [DAG_ID, TASK_ID, RUN_ID,
                    Arg(("-t", "--try-number"), {"type": int, "help": "try (default: the latest)"}),
                    Arg(("--map-index",), {"type": int, "default": -1})]),
+    ActionCommand("clear", "Clear task instances so they run again (try numbers kept; finished runs run again)",
+                  lazy("crossdock.cli.tasks_command.clear"), [
+                      DAG_ID,
+                      Arg(("-t", "--task-regex"), {"help": "only tasks whose id matches this regex"}),
+                      Arg(("-s", "--start-date"), {"help": "only runs with a logical date on or after this"}),
+                      Arg(("-e", "--end-date"), {"help": "only runs with a logical date on or before this"}),
+                      Arg(("--run-id",), {"help": "only this run"}),
+                      Arg(("-d", "--downstream"), {"action": "store_true", "help": "also the tasks downstream"}),
+                      Arg(("-u", "--upstream"), {"action": "store_true", "help": "also the tasks upstream"}),
+                      Arg(("-f", "--only-failed"), {"action": "store_true",
+                                                    "help": "only failed and upstream_failed task instances"}),
+                      Arg(("-r", "--only-running"), {"action": "store_true", "help": "only running task instances"}),
+                      YES]),
+    ActionCommand("mark-success", "Mark a task instance success (its try is stopped; failed tasks "
+                                  "downstream run again)", lazy("crossdock.cli.tasks_command.mark_success"),
+                  [DAG_ID, TASK_ID, RUN_ID, *MARK_RELATIVES]),
+    ActionCommand("mark-failed", "Mark a task instance failed (its try is stopped)",
+                  lazy("crossdock.cli.tasks_command.mark_failed"), [DAG_ID, TASK_ID, RUN_ID, *MARK_RELATIVES]),
+])
+
+POOL_NAME = Arg(("name",), {"help": "the pool's name"})
+POOLS = GroupCommand("pools", "Slot budgets that cap how many task instances run at once", [
+    ActionCommand("list", "List pools with their slots in use", lazy("crossdock.cli.pools_command.list_pools"),
+                  [OUTPUT]),
+    ActionCommand("get", "Show one pool", lazy("crossdock.cli.pools_command.get"), [POOL_NAME, OUTPUT]),
+    ActionCommand("set", "Create a pool or change its slots and description",
+                  lazy("crossdock.cli.pools_command.set_pool"),
+                  [POOL_NAME, Arg(("slots",), {"type": int, "help": "how many slots"}),
+                   Arg(("description",), {"nargs": "?", "default": "", "help": "what the pool is for"}), OUTPUT]),
+    ActionCommand("delete", "Delete a pool (not default_pool)", lazy("crossdock.cli.pools_command.delete"),
+                  [POOL_NAME]),
+    ActionCommand("import", "Set every pool of a JSON file ({name: {slots, description}}); all or none",
+                  lazy("crossdock.cli.pools_command.import_pools"), [Arg(("file",)), OUTPUT]),
+    ActionCommand("export", "Write every pool to a JSON file", lazy("crossdock.cli.pools_command.export_pools"),
+                  [Arg(("file",))]),
 ])
 
 CONFIG = GroupCommand("config", "Read the configuration", [
@@ -183,4 +236,4 @@ QUEUES = ActionCommand("queues", "Per queue: executor, tasks waiting and running
                             OUTPUT])
 VERSION = ActionCommand("version", "Print crossdock's version", lazy("crossdock.cli.version_command.version"))
 
-COMMANDS = [DB, DAGS, TASKS, CONFIG, VARIABLES, CONNECTIONS, JOBS, QUEUES, SCHEDULER, STANDALONE, WEBSERVER, DEMO, VERSION]
+COMMANDS = [DB, DAGS, TASKS, POOLS, CONFIG, VARIABLES, CONNECTIONS, JOBS, QUEUES, SCHEDULER, STANDALONE, WEBSERVER, DEMO, VERSION]
