@@ -54,6 +54,7 @@ def fleet_env(crossdock_home, request, monkeypatch):
         "CROSSDOCK__CORE__EXECUTOR": "CeleryExecutor",
         "CROSSDOCK__CORE__DAGS_FOLDER": str(dags),
         "CROSSDOCK__CORE__DEFAULT_QUEUE": queue,
+        "CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # the tests trigger what they write
         "CROSSDOCK__DATABASE__SQL_ALCHEMY_CONN": db_url,
         "CROSSDOCK__CELERY__BROKER_URL": f"{REDIS_URL}/2",
         "CROSSDOCK__CELERY__RESULT_BACKEND": f"{REDIS_URL}/3",
