@@ -135,6 +135,8 @@ class ClaimKeeper:
         """
         deadline = time.monotonic() + RESULT_WRITE_PATIENCE
         failures = 0
+        with self._lock:  # no renewal from here on: a renewal racing the outcome would find
+            self._running.pop(task_id, None)  # it and take the try for taken over
         try:
             while True:
                 try:
@@ -199,10 +201,12 @@ class ClaimKeeper:
                 log.debug("could not renew the claim on celery task %s: %s", task_id, _one_line(exc))
                 continue
             if not kept:
+                with self._lock:
+                    still_running = self._running.pop(task_id, None) is not None
+                if not still_running:
+                    continue  # the try's own outcome was written meanwhile
                 log.warning("celery task %s: its claim was replaced (the try was given up as lost or "
                             "revoked); stopping the try if it still runs here", task_id)
-                with self._lock:
-                    self._running.pop(task_id, None)
                 self._stop_taken_over(task_id)
         if finished:
             self._restore_missing(finished)
