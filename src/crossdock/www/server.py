@@ -8,7 +8,9 @@ that a non-loopback address has sign-in on (:mod:`.listen`) runs before anything
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
 import threading
 import time
@@ -84,9 +86,24 @@ class WebServer:
     def _uvicorn(self):
         import uvicorn
 
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):
+                """SIGINT/SIGTERM stop the server gracefully and the command then exits 0
+                (uvicorn's own handling raises the signal again once it has stopped)."""
+                if threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+                try:
+                    yield
+                finally:
+                    for sig, handler in previous.items():
+                        signal.signal(sig, handler)
+
         config = uvicorn.Config(self.app, log_level=self.log_level, access_log=False, lifespan="on",
                                 timeout_graceful_shutdown=STOP_TIMEOUT, server_header=False)
-        return uvicorn.Server(config)
+        return Server(config)
 
     def bind(self) -> "WebServer":
         """Take the port now (port 0: a free one, then in :attr:`port` and :attr:`url`)."""
