@@ -106,6 +106,12 @@ def test_demo_runs_every_example_to_success(tmp_path):
     assert all(column in out for column in ("dag_id", "task_id", "state", "queue", "executor", "try_number",
                                             "duration"))
     assert "hybrid_execution: success" in out
+    # A newcomer sees crossdock's lines: no Celery banner or superuser warning, and the demo's
+    # deliberately flaky task shows its reason line, not a worker's traceback.
+    everything = result.stdout + result.stderr
+    assert "SecurityWarning" not in everything and "-------------- [queues]" not in everything
+    assert "Traceback" not in everything, everything
+    assert "simulated failure on the first try" in out
 
 
 def test_trigger_schedule_and_inspect_a_good_dag(crossdock_home):

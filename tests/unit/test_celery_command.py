@@ -117,3 +117,8 @@ def test_stop_with_a_stale_pid_file_removes_it(tmp_path, capsys):
 def test_stop_without_a_pid_file_says_where_it_looked(crossdock_home):
     with pytest.raises(CliError, match="no pid file at .*crossdock-worker.pid"):
         stop_worker(parse("stop"))
+
+
+def test_quiet_goes_to_the_celery_command_itself_and_is_off_by_default():
+    assert worker_argv(parse("worker", "--quiet"))[:2] == ["--quiet", "worker"]
+    assert "--quiet" not in worker_argv(parse("worker"))

@@ -80,6 +80,8 @@ def worker_argv(args: Any) -> list[str]:
         argv += ["--logfile", args.logfile]
     if args.daemon:
         argv.append("--detach")
+    if getattr(args, "quiet", False):
+        argv.insert(0, "--quiet")  # an option of the celery command, before its sub-command
     return argv
 
 
@@ -89,6 +91,12 @@ def worker(args: Any) -> int:
     from crossdock.executors.celery_worker import start_task_zygote, warm_up
 
     argv = worker_argv(args)
+    if getattr(args, "quiet", False):
+        import warnings
+
+        # A worker started for the user by standalone or demo runs as the user who typed
+        # the command; Celery's advice to switch users is for a service account.
+        warnings.filterwarnings("ignore", message=".*running the worker with superuser privileges")
     app = _app()
     warm_up()
     ready_file = getattr(args, "ready_file", None)

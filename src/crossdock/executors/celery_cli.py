@@ -37,6 +37,9 @@ WORKER_ARGS = [
     Arg(("-l", "--loglevel"), {"default": "INFO", "help": "worker log level (default: INFO)"}),
     Arg(("--logfile",), {"help": "write the worker's log here instead of stderr"}),
     Arg(("--ready-file",), {"help": "touch this file once the worker consumes its queues"}),
+    Arg(("--quiet",), {"action": "store_true",
+                       "help": "no start-up banner and no superuser warning (the workers crossdock "
+                               "standalone and demo start for you)"}),
 ]
 
 FLOWER_ARGS = [

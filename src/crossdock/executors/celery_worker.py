@@ -45,8 +45,10 @@ def register_tasks(app: Any) -> Any:
     # The task stores its own outcome (see ClaimKeeper.settle), so Celery stores none on
     # success; it still stores errors raised before or instead of an outcome (a refused
     # command, a lost pool process) and a failure's second, identical copy.
+    # A failed try is the try's business, its traceback in the task log: for Celery it is an
+    # expected error (``throws``), logged as one INFO line instead of an ERROR and a traceback.
     return app.task(name=EXECUTE_COMMAND_TASK, bind=True, acks_late=app.conf.task_acks_late,
-                    track_started=False, ignore_result=True,
+                    track_started=False, ignore_result=True, throws=(CommandFailedError,),
                     store_errors_even_if_ignored=True)(execute_command)
 
 
@@ -305,7 +307,7 @@ def start_embedded_workers(*, queues: list[str], concurrency: int, count: int = 
         argv = [sys.executable, "-m", "crossdock.cli.main", "celery", "worker",
                 "-q", ",".join(queues), "-c", str(concurrency), "-H", hostname,
                 "--pid", str(pid_file), "--ready-file", str(ready_file), "-l", loglevel,
-                "--without-mingle", "--without-gossip", "--skip-serve-logs"]
+                "--without-mingle", "--without-gossip", "--skip-serve-logs", "--quiet"]
         # Tied to this process: a starter killed outright (SIGKILL) takes its workers along,
         # and their pool processes and zygotes follow them.
         processes.append(subprocess.Popen(argv, env=child_env, start_new_session=True,
