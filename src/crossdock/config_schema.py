@@ -231,6 +231,10 @@ KUBERNETES_EXECUTOR: dict[str, Option] = {
     "delete_worker_pods_on_failure": Option(False, "bool",
                                             "Also delete pods whose try failed (needs delete_worker_pods)."),
     "worker_pods_creation_batch_size": Option(16, "int", "Most pods created per scheduler loop."),
+    "warm_pool_size": Option(0, "int", "Warm pods kept ready per recently used pod profile; each takes "
+                                       "one task, ever (0: off, every task starts a cold pod)."),
+    "warm_pool_max": Option(8, "int", "Most warm pods across all profiles (they count within parallelism)."),
+    "warm_pod_idle_seconds": Option(300.0, "float", "An unassigned warm pod is deleted after this many seconds."),
     "worker_pod_pending_fatal_container_state_reasons": Option(
         "CreateContainerConfigError,ErrImagePull,CreateContainerError,ImageInspectError,InvalidImageName",
         "str", "Comma-separated container waiting reasons that fail a Pending pod's try at once."),

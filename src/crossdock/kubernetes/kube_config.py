@@ -46,6 +46,9 @@ class KubeExecutorConfig:
     task_publish_max_retries: int = DEFAULT_PUBLISH_MAX_RETRIES
     validate_commands: bool = True
     share_local_environment: bool = False
+    warm_pool_size: int = 0
+    warm_pool_max: int = KUBERNETES_EXECUTOR["warm_pool_max"].default
+    warm_pod_idle_seconds: float = KUBERNETES_EXECUTOR["warm_pod_idle_seconds"].default
 
     @classmethod
     def from_conf(cls) -> "KubeExecutorConfig":
@@ -75,6 +78,9 @@ class KubeExecutorConfig:
             task_publish_max_retries=retries,
             validate_commands=get(SECTION, "validate_commands"),
             share_local_environment=get(SECTION, "share_local_environment"),
+            warm_pool_size=max(0, conf.getint(SECTION, "warm_pool_size")),
+            warm_pool_max=max(0, conf.getint(SECTION, "warm_pool_max")),
+            warm_pod_idle_seconds=conf.getfloat(SECTION, "warm_pod_idle_seconds"),
         )
 
     @property
