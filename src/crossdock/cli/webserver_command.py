@@ -31,6 +31,22 @@ def describe(server) -> str:
             f"sign-in {server.sign_in})")
 
 
+def start_beside_scheduler(*, queue_monitor=None):
+    """The web server on a thread of this process (``crossdock standalone``), or None when its
+    port is taken (said in one line: the scheduler still runs). A non-loopback host without
+    ``[webserver] auth_users`` stops the command, as ``crossdock webserver`` does.
+
+    :param queue_monitor: the started queue monitor the queues page shows (the autoscaler's).
+    """
+    from crossdock.www.server import AddressInUse, WebServer
+
+    try:
+        return WebServer(queue_monitor=queue_monitor).start()
+    except AddressInUse as exc:
+        print(f"webserver not started: {exc}", flush=True)
+        return None
+
+
 def webserver(args) -> int:
     from crossdock.configuration import conf
     from crossdock.database import check_connection, ensure_migrated

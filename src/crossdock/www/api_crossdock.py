@@ -81,6 +81,7 @@ def queue_monitor(request: Request):
     with _monitor_lock:
         if getattr(state, "queue_monitor", None) is None:
             state.queue_monitor = QueueMonitor().start()
+            state.owns_queue_monitor = True
     return state.queue_monitor
 
 

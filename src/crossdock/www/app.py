@@ -33,7 +33,7 @@ SECURITY_SCHEMES = {"Basic": {"type": "http", "scheme": "basic"},
 async def _lifespan(app: FastAPI):
     yield
     monitor = getattr(app.state, "queue_monitor", None)
-    if monitor is not None:
+    if monitor is not None and app.state.owns_queue_monitor:
         monitor.stop()
 
 
@@ -46,11 +46,14 @@ def _version() -> str:
         return "0"
 
 
-def create_app(*, authenticator: Authenticator | None = None, listen_host: str = DEFAULT_HOST) -> FastAPI:
+def create_app(*, authenticator: Authenticator | None = None, listen_host: str = DEFAULT_HOST,
+               queue_monitor: Any = None) -> FastAPI:
     """The application.
 
     :param authenticator: who may call (default: from ``[webserver] auth_users``).
     :param listen_host: the address the server listens on (accepted in ``Host`` when sign-in is off).
+    :param queue_monitor: a started queue monitor to show (``crossdock standalone`` shares its
+        autoscaler's); default: one started on the first queues request, stopped with the app.
     """
     auth = authenticator if authenticator is not None else Authenticator.from_conf()
     app = FastAPI(title="crossdock", version=_version(), openapi_url=OPENAPI_URL, docs_url=None, redoc_url=None,
@@ -58,6 +61,8 @@ def create_app(*, authenticator: Authenticator | None = None, listen_host: str =
                   description="crossdock's REST API: Airflow 2's stable REST API paths and fields where "
                               "Airflow has them, crossdock's own under /api/v1/crossdock.")
     app.state.authenticator = auth
+    app.state.queue_monitor = queue_monitor
+    app.state.owns_queue_monitor = queue_monitor is None
     install_error_handlers(app)
     public = APIRouter(prefix=API_PREFIX)
     for router in (api_misc.public_router, api_crossdock.public_router):

@@ -9,6 +9,7 @@ that a non-loopback address has sign-in on (:mod:`.listen`) runs before anything
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -28,6 +29,10 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
 
+class AddressInUse(ConfigError):
+    """Another process listens on the port already."""
+
+
 def _bind(host: str, port: int) -> socket.socket:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
@@ -36,8 +41,9 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as exc:
-        raise ConfigError(f"the web server cannot listen on {host}:{port}: {exc.strerror or exc} "
-                          f"(see [webserver] host and port, or --host / --port)") from None
+        error = AddressInUse if exc.errno == errno.EADDRINUSE else ConfigError
+        raise error(f"the web server cannot listen on {host}:{port}: {exc.strerror or exc} "
+                    f"(see [webserver] host and port, or --host / --port)") from None
     sock.listen(128)
     sock.set_inheritable(False)
     return sock
@@ -51,10 +57,12 @@ class WebServer:
     :param authenticator: who may call (default: ``[webserver] auth_users``); decides
         whether a non-loopback host is allowed.
     :param log_level: uvicorn's own log level (its access log is off).
+    :param queue_monitor: a started queue monitor the queues page shows (default: its own).
     """
 
     def __init__(self, *, host: str | None = None, port: int | None = None, app: Any = None,
-                 authenticator: Authenticator | None = None, log_level: str = "warning") -> None:
+                 authenticator: Authenticator | None = None, log_level: str = "warning",
+                 queue_monitor: Any = None) -> None:
         from crossdock.configuration import conf
 
         self.host = host if host is not None else conf.getstr("webserver", "host")
@@ -64,7 +72,7 @@ class WebServer:
         if app is None:
             from crossdock.www.app import create_app
 
-            app = create_app(authenticator=self.authenticator, listen_host=self.host)
+            app = create_app(authenticator=self.authenticator, listen_host=self.host, queue_monitor=queue_monitor)
         self.app = app
         self.log_level = log_level
         self._socket: socket.socket | None = None

@@ -1,0 +1,175 @@
+"""The web UI in a real browser (Debian's chromium, headless, driven by Playwright) on a
+``crossdock standalone`` with the example DAGs, the serverless Celery broker and the local
+pod runtime: what a user sees and clicks.
+
+One standalone and one browser serve the module. The DAG list shows the example DAGs and
+pauses one with a confirmation; the grid shows a finished run in its states' colours; a
+clear from the run page makes the scheduler run the task again; the log viewer shows a
+pod task's lines while it runs and keeps the finished pod's log.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from process_helpers import wait_for
+from test_standalone_lifecycle import Command, _environment
+
+CHROMIUM = "/usr/bin/chromium"
+#: Seconds the browser waits for what the page shows (runs and pods need a few).
+UI_WAIT_MS = 60_000
+GREEN = "rgb(0, 128, 0)"
+RED = "rgb(255, 0, 0)"
+DAGS = textwrap.dedent("""
+    from crossdock import DAG, BashOperator
+
+    with DAG("quick", schedule=None, tags=["browser"]) as quick:
+        BashOperator(task_id="first", bash_command="echo first") >> BashOperator(task_id="second", bash_command="echo second")
+        BashOperator(task_id="broken", bash_command="echo about to fail; exit 3")
+
+    with DAG("live_pod", schedule=None, tags=["browser"]) as live_pod:
+        BashOperator(task_id="talk", queue="kubernetes",
+                     bash_command='for i in $(seq 1 24); do echo "pod line $i"; sleep 0.25; done')
+""")
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's chromium at {CHROMIUM}")
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    """A standalone with the examples and this module's DAGs; yields the web server's URL."""
+    home = tmp_path_factory.mktemp("ui-home")
+    dags = home / "dags"
+    dags.mkdir()
+    (dags / "browser_dags.py").write_text(DAGS, encoding="utf-8")
+    env = _environment(home, dags)
+    env.update(CROSSDOCK__CORE__LOAD_EXAMPLES="True", CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+               CROSSDOCK__WEBSERVER__PORT="0", CROSSDOCK__METRICS__PORT="0",
+               CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL="5")
+    command = Command(["standalone"], env)
+    try:
+        line = command.wait_for_line("webserver at ")
+        command.wait_for_line("crossdock standalone is running")
+        yield line.split("webserver at ", 1)[1].split()[0]
+    finally:
+        command.kill_everything_left(command.descendants())
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser, standalone):
+    context = browser.new_context(base_url=standalone)
+    opened = context.new_page()
+    opened.set_default_timeout(UI_WAIT_MS)
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert not problems, f"the page's script failed: {problems}"
+
+
+@pytest.fixture
+def api(standalone):
+    with httpx.Client(base_url=f"{standalone}/api/v1", timeout=10) as client:
+        yield client
+
+
+def _confirm(page) -> None:
+    page.locator("#confirm[open] #confirm-ok").click()
+
+
+def _background(page, selector: str) -> str:
+    return page.locator(selector).first.evaluate("e => getComputedStyle(e).backgroundColor")
+
+
+def _finished_run(api, dag_id: str) -> dict:
+    run = {}
+
+    def done():
+        runs = api.get(f"/dags/{dag_id}/dagRuns").json()["dag_runs"]
+        run.update(runs[0] if runs else {})
+        return run.get("state") in ("success", "failed")
+
+    assert wait_for(done, limit=UI_WAIT_MS / 1000), run
+    return run
+
+
+def test_the_dag_list_shows_the_example_dags_and_pauses_one_after_confirming(page, api):
+    page.goto("/#/dags")
+    for dag_id in ("example_bash_python", "example_fan_out", "hybrid_execution", "taskflow_values", "quick"):
+        page.locator(f'tr[data-dag-id="{dag_id}"] a.dag-link').wait_for()
+    toggle = page.locator('input[data-role="pause-toggle"][data-dag-id="example_fan_out"]')
+    assert toggle.is_checked()  # checked means active
+    toggle.click()
+    page.locator("#confirm[open] #confirm-cancel").click()  # cancelled: nothing changes
+    assert api.get("/dags/example_fan_out").json()["is_paused"] is False
+    toggle.click()
+    _confirm(page)
+    assert wait_for(lambda: api.get("/dags/example_fan_out").json()["is_paused"], limit=10)
+    page.locator('input[data-role="pause-toggle"][data-dag-id="example_fan_out"]:not(:checked)').wait_for()
+
+
+def test_the_grid_shows_a_run_triggered_from_the_ui_in_its_states_colours(page, api):
+    page.goto("/#/dags/quick")
+    page.locator('button[data-role="trigger"]').click()
+    _confirm(page)
+    run = _finished_run(api, "quick")
+    assert run["state"] == "failed"  # broken exits 3
+    page.locator(f'.cell[data-task-id="second"][data-run-id="{run["dag_run_id"]}"][data-state="success"]').wait_for()
+    page.locator(f'.cell[data-task-id="broken"][data-run-id="{run["dag_run_id"]}"][data-state="failed"]').wait_for()
+    assert _background(page, '.cell[data-task-id="first"][data-state="success"]') == GREEN
+    assert _background(page, '.cell[data-task-id="broken"][data-state="failed"]') == RED
+    assert _background(page, f'.runbar[data-run-id="{run["dag_run_id"]}"]') == RED
+
+
+def test_clear_from_the_run_page_reruns_the_task(page, api):
+    run = _finished_run(api, "quick")["dag_run_id"]
+    page.goto(f"/#/dags/quick/runs/{run}")
+    page.locator('tr[data-task-id="second"] button[data-role="clear"]').click()
+    page.locator("#confirm[open] #confirm-body li", has_text="second (success)").wait_for()
+    _confirm(page)
+
+    def second_try():
+        ti = api.get(f"/dags/quick/dagRuns/{run}/taskInstances/second").json()
+        return ti["try_number"] == 2 and ti["state"] == "success"
+
+    assert wait_for(second_try, limit=UI_WAIT_MS / 1000)
+    page.locator('tr[data-task-id="second"] a[data-role="log"][data-try="2"]').wait_for()
+    assert api.get(f"/dags/quick/dagRuns/{run}/taskInstances/first").json()["try_number"] == 1
+
+
+def test_the_log_viewer_follows_a_running_pod_and_keeps_its_log(page, api):
+    run = api.post("/dags/live_pod/dagRuns", json={"dag_run_id": "live"}).json()["dag_run_id"]
+    page.goto(f"/#/dags/live_pod/runs/{run}/tasks/talk/logs/1")
+    log = page.locator("#log")
+    page.locator('#log-status [data-following="true"]').wait_for()
+    page.locator("#log", has_text="pod line 2").wait_for()  # (the page's CSP forbids evaluated strings)
+    seen_live = log.text_content()
+    still_running = api.get(f"/dags/live_pod/dagRuns/{run}/taskInstances/talk").json()
+    assert still_running["state"] == "running" and still_running["executor"] == "KubernetesExecutor"
+    assert "pod line 24" not in seen_live  # shown while the pod still talks
+    page.locator('#log-status [data-following="false"]').wait_for()
+    final = log.text_content()
+    assert all(f"pod line {i}\n" in final for i in range(1, 25))
+    assert final.count("pod line 2\n") >= 1 and final.startswith(seen_live[:40])
+    # The finished pod is gone; its container log was saved into the try's log first.
+    assert wait_for(lambda: "container log of pod" in api.get(
+        f"/dags/live_pod/dagRuns/{run}/taskInstances/talk/logs/1").json()["content"], limit=30)
