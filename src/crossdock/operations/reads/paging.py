@@ -41,9 +41,10 @@ def paged(session: Session, query: Select, *, limit: int, offset: int,
           scalars: bool = True) -> tuple[list[Any], int]:
     """The page's rows and the total before paging.
 
-    :param scalars: rows of one entity each (a ``select(Model)``); False: tuples of columns.
+    :param scalars: rows of one entity each (a ``select(Model)``); False: rows of columns
+        (read by attribute, as a model is).
     """
     limit, offset = checked_page(limit, offset)
     page = query.limit(limit).offset(offset)
-    rows = list(session.scalars(page)) if scalars else [tuple(row) for row in session.execute(page)]
+    rows = list(session.scalars(page)) if scalars else list(session.execute(page))
     return rows, count(session, query)
