@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from crossdock.configuration import ConfigError
+from crossdock.exceptions import CrossdockError
 from crossdock.www.passwords import hash_password, parse_hash, verify_password
 
 ADMIN, VIEWER = "admin", "viewer"
@@ -49,7 +50,7 @@ def _dummy_hash() -> str:
     return hash_password("not a password", salt=b"crossdock-dummy!")
 
 
-class Unauthenticated(Exception):
+class Unauthenticated(CrossdockError):
     """No valid credentials (401)."""
 
 

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from crossdock.exceptions import UserFacingError
+from crossdock.exceptions import CrossdockError, UserFacingError
 from crossdock.operations.errors import OperationError
 from crossdock.www.auth import Unauthenticated
 
@@ -32,7 +32,7 @@ ERROR_TYPES = {400: "BadRequest", 401: "Unauthenticated", 403: "PermissionDenied
 DOCUMENTED_ERRORS = (400, 401, 403, 404, 405, 409, 500, 503)
 
 
-class ApiError(Exception):
+class ApiError(CrossdockError):
     """An error a route raises on purpose, with its status."""
 
     def __init__(self, status: int, detail: str):
