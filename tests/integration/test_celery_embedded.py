@@ -62,5 +62,5 @@ def test_embedded_workers_run_tasks_with_no_server(tmp_path):
         assert "KeyError: 'missing'" in final[keys[-1]][1]
         assert workers.alive()
     finally:
-        workers.stop(timeout=0)  # no warm shutdown: the test is over (process_helpers.killed_when_done)
+        workers.stop(timeout=0)  # no warm shutdown: its tries are over (process_helpers.killed_when_done)
     assert not workers.alive()

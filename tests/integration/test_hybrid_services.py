@@ -64,7 +64,7 @@ def hybrid_stack(monkeypatch, *, queues: list[str], celery_workers: bool = True)
         yield runtime
     finally:
         if workers is not None:
-            workers.stop(timeout=0)  # no warm shutdown: the test is over (process_helpers.killed_when_done)
+            workers.stop(timeout=0)  # no warm shutdown: its tries are over (process_helpers.killed_when_done)
         runtime.stop()
 
 
