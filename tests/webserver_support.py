@@ -7,9 +7,12 @@ over a literal list, so one run covers the grid's groups, mapped cells and a fai
 from __future__ import annotations
 
 import base64
+import contextlib
+import shutil
 import textwrap
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 SHOWCASE = textwrap.dedent("""
     from datetime import datetime
@@ -65,3 +68,40 @@ def api_client(app):
         from fastapi.testclient import TestClient
 
         return TestClient(app, base_url="http://127.0.0.1")
+
+
+@contextlib.contextmanager
+def home_being_seeded(home: Path) -> Iterator[Path]:
+    """Point crossdock at ``home`` (migrated, its DAGs folder made) while a module's data is made there.
+
+    Module fixtures make data once; each test then copies the home (:func:`use_seeded_home`).
+    """
+    import pytest
+
+    from crossdock import database
+    from crossdock.configuration import conf
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CROSSDOCK_HOME", str(home))
+        patch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(home / "dags"))
+        patch.setenv("CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
+        patch.setenv("CROSSDOCK__SCHEDULER__MAX_LOOP_SLEEP", "0.001")
+        patch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
+        conf.reload()
+        database.dispose_engine()
+        database.migrate()
+        (home / "dags").mkdir(exist_ok=True)
+        try:
+            yield home
+        finally:
+            database.dispose_engine()
+    conf.reload()
+
+
+def use_seeded_home(seeded: Path, home: Path, monkeypatch) -> None:
+    """Copy a seeded home into the test's own (database, logs, DAG files) and point at its DAGs."""
+    from crossdock.configuration import conf
+
+    shutil.copytree(seeded, home, dirs_exist_ok=True)
+    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(home / "dags"))
+    conf.reload()

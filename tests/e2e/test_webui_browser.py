@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import textwrap
-import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,7 +27,8 @@ DAGS = textwrap.dedent("""
     from crossdock import DAG, BashOperator
 
     with DAG("quick", schedule=None, tags=["browser"]) as quick:
-        BashOperator(task_id="first", bash_command="echo first") >> BashOperator(task_id="second", bash_command="echo second")
+        first = BashOperator(task_id="first", bash_command="echo first")
+        first >> BashOperator(task_id="second", bash_command="echo second")
         BashOperator(task_id="broken", bash_command="echo about to fail; exit 3")
 
     with DAG("live_pod", schedule=None, tags=["browser"]) as live_pod:

@@ -17,10 +17,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from operations_support import parse, scheduler_running, states, wait_for
-from webserver_support import write_showcase
+from webserver_support import home_being_seeded, use_seeded_home, write_showcase
 
 from crossdock import database
-from crossdock.configuration import conf
 from crossdock.operations import trigger_dag
 
 #: Examples per operation: enough to reach odd values, few enough for a few seconds in all.
@@ -31,31 +30,20 @@ KNOWN = {"dag_id": "showcase", "dag_run_id": "r1", "task_id": "stage.broken", "t
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
     """showcase run once by the real scheduler, with a pool and a connection defined."""
-    home = tmp_path_factory.mktemp("fuzz-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CROSSDOCK_HOME", str(home))
-        patch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(home / "dags"))
-        patch.setenv("CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
-        conf.reload()
-        database.dispose_engine()
-        database.migrate()
+    with home_being_seeded(tmp_path_factory.mktemp("fuzz-home")) as home:
         write_showcase(home / "dags")
         (home / "dags" / "broken_dag.py").unlink()
         parse(home / "dags")
         trigger_dag("showcase", run_id="r1")
         with scheduler_running():
             wait_for(lambda: states("showcase", "r1")[0] in ("success", "failed"), what="the run to finish")
-        database.dispose_engine()
-    conf.reload()
     return home
 
 
 @pytest.fixture
 def api_schema(seeded, crossdock_home, monkeypatch):
-    shutil.copytree(seeded, crossdock_home, dirs_exist_ok=True)
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(crossdock_home / "dags"))
     monkeypatch.setenv("CROSSDOCK_CONN_WAREHOUSE", "postgres://loader:s3cret-Pa55@db.example:5432/dw")
-    conf.reload()
+    use_seeded_home(seeded, crossdock_home, monkeypatch)
     from crossdock.www.app import OPENAPI_URL, create_app
 
     with warnings.catch_warnings():

@@ -13,12 +13,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
-from operations_support import parse, scheduler_running, states, wait_for
-from webserver_support import basic, write_showcase
+from operations_support import scheduler_running, states, wait_for
+from webserver_support import basic, parse_into_db, write_showcase
 
 from crossdock.configuration import conf
 from crossdock.operations import trigger_dag
@@ -30,12 +29,8 @@ RUN = "r1"
 def finished_run(backend, dags_folder):
     """showcase parsed and run once to its end by the real scheduler (stage.broken exits 1)."""
     write_showcase(dags_folder)
-    (dags_folder / "broken_dag.py").unlink()
-    parse(dags_folder)
-    (dags_folder / "broken_dag.py").write_text("from crossdock import DAG\nraise RuntimeError('broken on purpose')\n")
-    from webserver_support import parse_into_db
-
-    parse_into_db(dags_folder)  # now with the import error stored too
+    result = parse_into_db(dags_folder)
+    assert list(result.import_errors) == [str(dags_folder / "broken_dag.py")]
     trigger_dag("showcase", run_id=RUN)
     with scheduler_running():
         wait_for(lambda: states("showcase", RUN)[0] in ("success", "failed"), what="the run to finish")
@@ -108,9 +103,7 @@ def test_sign_in_over_http(monkeypatch, backend):
 
 
 def _environment():
-    env = {k: v for k, v in os.environ.items()}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def test_the_command_refuses_any_address_but_loopback_without_sign_in():

@@ -7,14 +7,10 @@ the home (database, logs) and a TestClient on a fresh application.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from scheduler_support import ScriptedExecutor
-from webserver_support import api_client, parse_into_db, write_showcase
+from webserver_support import api_client, home_being_seeded, parse_into_db, use_seeded_home, write_showcase
 
-from crossdock import database
-from crossdock.configuration import conf
 from crossdock.state import TaskInstanceState as S
 
 RUN = "r1"
@@ -27,16 +23,7 @@ def prepared(tmp_path_factory):
     from crossdock.scheduler.dag_runs import create_dag_run
     from crossdock.scheduler.scheduler_job import SchedulerJob
 
-    home = tmp_path_factory.mktemp("api-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CROSSDOCK_HOME", str(home))
-        patch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(home / "dags"))
-        patch.setenv("CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
-        patch.setenv("CROSSDOCK__SCHEDULER__MAX_LOOP_SLEEP", "0.001")
-        patch.setenv("CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL", "0")
-        conf.reload()
-        database.dispose_engine()
-        database.migrate()
+    with home_being_seeded(tmp_path_factory.mktemp("api-home")) as home:
         write_showcase(home / "dags")
         parse_into_db(home / "dags")
         with create_session() as session:
@@ -45,16 +32,12 @@ def prepared(tmp_path_factory):
         job.run(stop_when=lambda j: not j.runs and j.loop_count > 1, max_loops=2000)
         with create_session() as session:
             create_dag_run(session, dag_id="other", run_id="waiting")
-        database.dispose_engine()
-    conf.reload()
     return home
 
 
 @pytest.fixture
 def client(prepared, crossdock_home, monkeypatch):
-    shutil.copytree(prepared, crossdock_home, dirs_exist_ok=True)
-    monkeypatch.setenv("CROSSDOCK__CORE__DAGS_FOLDER", str(crossdock_home / "dags"))
-    conf.reload()
+    use_seeded_home(prepared, crossdock_home, monkeypatch)
     from crossdock.www.app import create_app
 
     with api_client(create_app()) as client:

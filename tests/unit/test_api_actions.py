@@ -63,7 +63,8 @@ def test_mark_success_resumes_downstream_and_bad_states_are_refused(client):
     marked = client.patch(f"{TIS}/stage.broken", json={"new_state": "success"})
     assert marked.status_code == 200, marked.text
     body = marked.json()
-    assert (body["task_id"], body["action"], body["state"], body["applied"]) == ("stage.broken", "success", "failed", True)
+    assert (body["task_id"], body["action"], body["state"]) == ("stage.broken", "success", "failed")
+    assert body["applied"] is True
     assert {(ti["task_id"], ti["action"]) for ti in body["task_instances"]} == {("stage.broken", "success"),
                                                                                 ("after", "clear")}
     assert _state(client, "stage.broken") == "success" and _state(client, "after") is None

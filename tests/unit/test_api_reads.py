@@ -53,11 +53,12 @@ def test_task_instances_say_where_each_went_and_why(client):
     assert body["total_entries"] == 7  # start, stage.fine, stage.broken, after, double x3
     tis = {(ti["task_id"], ti["map_index"]): ti for ti in body["task_instances"]}
     fine = tis[("stage.fine", -1)]
-    assert (fine["state"], fine["queue"], fine["try_number"], fine["hostname"]) == ("success", "special", 1, "scripted-host")
+    assert (fine["state"], fine["queue"], fine["try_number"]) == ("success", "special", 1)
+    assert fine["hostname"] == "scripted-host"
     assert fine["executor"] and "special" in fine["routing_reason"]
     assert fine["duration"] is not None and fine["operator"] == "BashOperator"
     assert fine["task_group_id"] == "stage" and tis[("start", -1)]["task_group_id"] is None
-    assert tis[("stage.broken", -1)]["failure_reason"] == f"scripted failure of stage.broken try 1"
+    assert tis[("stage.broken", -1)]["failure_reason"] == "scripted failure of stage.broken try 1"
     assert tis[("after", -1)]["state"] == "upstream_failed"
     assert sorted(i for t, i in tis if t == "double") == [0, 1, 2]
     page = client.get(f"/api/v1/dags/showcase/dagRuns/{RUN}/taskInstances",

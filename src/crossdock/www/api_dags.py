@@ -11,7 +11,8 @@ from crossdock.operations.reads import dags as reads
 from crossdock.operations.reads.paging import DEFAULT_LIMIT
 from crossdock.www.errors import ApiError
 from crossdock.www.params import MAX_INT, Limit, Offset
-from crossdock.www.schemas import DagCollection, DagDetail, DagPatch, ImportError_, ImportErrorCollection, TaskCollection
+from crossdock.www.schemas import (DagCollection, DagDetail, DagPatch, ImportError_, ImportErrorCollection,
+                                   TaskCollection)
 
 router = APIRouter(tags=["DAG"])
 

@@ -72,7 +72,8 @@ class RequestGuard:
             if origin is not None:
                 netloc = urlsplit(origin).netloc.lower() if origin != "null" else "null"
                 if netloc != headers.get("host", "").strip().lower():
-                    return 403, f"a {scope['method']} from origin {origin!r} is refused: only this server's own pages may act"
+                    return 403, (f"a {scope['method']} from origin {origin!r} is refused: only this server's "
+                                 f"own pages may act")
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
