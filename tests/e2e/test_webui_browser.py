@@ -172,3 +172,41 @@ def test_the_log_viewer_follows_a_running_pod_and_keeps_its_log(page, api):
     # The finished pod is gone; its container log was saved into the try's log first.
     assert wait_for(lambda: "container log of pod" in api.get(
         f"/dags/live_pod/dagRuns/{run}/taskInstances/talk/logs/1").json()["content"], limit=30)
+
+
+def test_with_sign_in_on_the_page_asks_for_a_user_and_signs_out(browser, crossdock_home, monkeypatch):
+    """A server of its own with users configured (no scheduler needed to sign in)."""
+    import json
+
+    from crossdock import database
+    from crossdock.configuration import conf
+    from crossdock.www.passwords import hash_password
+    from crossdock.www.server import WebServer
+
+    monkeypatch.setenv("CROSSDOCK__WEBSERVER__AUTH_USERS",
+                       json.dumps({"ann": {"password_hash": hash_password("ann-secret", n=2 ** 8)}}))
+    conf.reload()
+    database.migrate()
+    with WebServer(host="127.0.0.1", port=0) as server:
+        context = browser.new_context(base_url=server.url)
+        page = context.new_page()
+        page.set_default_timeout(UI_WAIT_MS)
+        try:
+            page.goto("/#/dags")
+            page.locator("#signin-user").wait_for()  # sent to the sign-in form, not shown an error page
+            page.fill("#signin-user", "ann")
+            page.fill("#signin-password", "wrong")
+            page.locator("form.signin button").click()
+            page.locator("#notice.error", has_text="wrong user name or password").wait_for()
+            page.fill("#signin-password", "ann-secret")
+            page.locator("form.signin button").click()
+            page.locator("#who", has_text="ann (admin)").wait_for()
+            page.locator("main h1", has_text="DAGs").wait_for()
+            token = page.evaluate("() => sessionStorage.getItem('crossdock.token')")
+            assert httpx.get(f"{server.url}/api/v1/dags", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            assert not context.cookies()  # the token lives in the page, never in a cookie
+            page.locator("#who button", has_text="Sign out").click()
+            page.locator("#signin-user").wait_for()
+            assert httpx.get(f"{server.url}/api/v1/dags", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        finally:
+            context.close()
