@@ -123,7 +123,7 @@ def test_pod_the_node_cannot_run_fails_the_try_with_the_nodes_reason(tier, cross
         with DAG("mounts") as dag:
             BashOperator(task_id="mounted", bash_command="true", retries=1, retry_delay=0,
                          executor_config={"pod_override": {"spec": {
-                             "volumes": [{"name": "data", "emptyDir": {}}],
+                             "volumes": [{"name": "data", "hostPath": {"path": "/srv"}}],
                              "containers": [{"name": "base", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]}}})
     """)
     from crossdock.dag.processor import parse_dag_folder
@@ -136,7 +136,7 @@ def test_pod_the_node_cannot_run_fails_the_try_with_the_nodes_reason(tier, cross
     ti = tis["mounted"]
     assert ti.state == S.FAILED and ti.try_number == 2
     assert "CreateContainerConfigError" in ti.failure_reason
-    assert "volumeMounts not supported by the local runtime" in ti.failure_reason
+    assert 'volume "data": hostPath volumes are not supported by the local runtime' in ti.failure_reason
     assert _ends(transitions, "mounted") == [(1, S.UP_FOR_RETRY), (2, S.FAILED)]
 
 

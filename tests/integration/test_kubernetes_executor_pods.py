@@ -40,7 +40,7 @@ def runtime(tmp_path_factory):
 def tier(runtime):
     namespace = new_namespace(runtime.api_client)
     tier = Tier(name="local", make_client=runtime.api_client, namespace=namespace, url=runtime.url,
-                store=runtime.api.store)
+                store=runtime.api.store, agent=runtime.agent)
     yield tier
     tier.fault("clear")
 

@@ -32,6 +32,9 @@ from test_kubernetes_values import (  # noqa: F401
     test_skips_branches_and_fail_without_retry_come_back_from_pods,
     test_values_pass_between_pods_through_the_scheduler,
 )
+from test_kubernetes_executor_volumes import (  # noqa: F401
+    cache_path, test_the_temporary_storage_example_gets_an_empty_dir_of_its_own,
+)
 
 pytestmark = pytest.mark.kube_apiserver
 

@@ -63,8 +63,8 @@ def test_field_resource_config_map_and_secret_references() -> None:
      'unsupported fieldRef fieldPath "spec.hostname"'),
     ({"command": ["true"], "env": [{"name": "X", "valueFrom": {"somethingNew": {}}}]},
      'env "X": valueFrom source somethingNew is not supported by the local runtime'),
-    ({"command": ["true"], "volumeMounts": [{"name": "v", "mountPath": "/data"}]},
-     "volumeMounts not supported by the local runtime"),
+    ({"command": ["true"], "volumeDevices": [{"name": "v", "devicePath": "/dev/xvda"}]},
+     "volumeDevices not supported by the local runtime"),
 ])
 def test_what_cannot_run_here_is_a_config_error_saying_why(container: dict, message: str) -> None:
     with pytest.raises(ContainerConfigError) as info:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crossdock.kubernetes.local_runtime import shim
+from crossdock.kubernetes.local_runtime import mount_points, shim
 from crossdock.kubernetes.local_runtime.launch import LaunchPlan
 from crossdock.kubernetes.local_runtime.private_files import open_private, private_dir, touch_private, write_private
 from crossdock.processes import pid_alive
@@ -156,6 +156,8 @@ class Container:
         return read_json(self.dir / "reported")
 
     def remove(self) -> None:
+        """The folder goes, volumes included, and with it the pod's claim on mount points it made."""
+        mount_points.release(mount_points.registry_for(self.dir), self.dir.name)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- process ---------------------------------------------------------------------

@@ -57,6 +57,10 @@ class LaunchPlan:
     nice: int
     log_path: str
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The container's volume mounts and how to get their namespace (``root``/``user``),
+    #: filled in by :func:`crossdock.kubernetes.local_runtime.volumes.attach`.
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    mount_namespace: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -225,9 +229,8 @@ def build_plan(pod: dict[str, Any], container: dict[str, Any], *, reject_pattern
         raise ContainerConfigError(
             f'container "{container.get("name")}" has no command: images are not run by the local runtime, '
             f"so the command must be given in the pod spec")
-    unsupported = [key for key in ("volumeMounts", "volumeDevices") if container.get(key)]
-    if unsupported:
-        raise ContainerConfigError(f'container "{container.get("name")}": {", ".join(unsupported)} '
+    if container.get("volumeDevices"):  # volumeMounts are volumes.attach's to plan
+        raise ContainerConfigError(f'container "{container.get("name")}": volumeDevices '
                                    f"not supported by the local runtime")
     env = build_env(pod, container, read_source=read_source, node_ip=node_ip)
     argv = [expand(part, env) for part in command + args]

@@ -23,6 +23,7 @@ from crossdock.kubernetes.local_runtime.launch import (
 )
 from crossdock.kubernetes.local_runtime.private_files import private_dir
 from crossdock.kubernetes.local_runtime.store import now_rfc3339
+from crossdock.kubernetes.local_runtime.volumes import attach as attach_volumes
 
 if TYPE_CHECKING:
     from crossdock.kubernetes.local_runtime.node_agent import NodeAgent
@@ -213,6 +214,7 @@ class PodWorker(threading.Thread):
             try:
                 plan = build_plan(self.pod, self.spec_container, reject_patterns=self.agent.reject_images,
                                   read_source=self.agent.read_env_source, log_path=str(box.log_path))
+                attach_volumes(plan, self.pod, self.spec_container, volumes_dir=str(box.dir / "volumes"))
             except ImagePullError as exc:
                 self._report_waiting(ImagePullError.reason, str(exc))
                 self._wait_pending_forever()

@@ -43,23 +43,23 @@ def write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _load_processes():
-    """crossdock's process helpers, loaded from their file: run with ``-I -S``, the shim has no
-    crossdock package on its path, and importing the package would load far more than it needs."""
+def _load(name: str, relative_path: str):
+    """A crossdock module, loaded from its file: run with ``-I -S``, the shim has no crossdock
+    package on its path, and importing the package would load far more than it needs."""
     if __package__:  # imported as part of crossdock (the agent reads SHIM_PATH from the module)
-        import crossdock.processes
+        import importlib
 
-        return crossdock.processes
+        return importlib.import_module(f"crossdock.{name}")
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "processes.py")
-    spec = importlib.util.spec_from_file_location("crossdock_processes", path)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), relative_path)
+    spec = importlib.util.spec_from_file_location(f"crossdock_{name.rpartition('.')[2]}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-processes = _load_processes()
+processes = _load("processes", os.path.join(os.pardir, os.pardir, "processes.py"))
 
 
 def rss_bytes(pids: list[int]) -> int:
@@ -101,6 +101,54 @@ def stop_group_when_lifeline_ends(lifeline_fd: int, pgid: int) -> None:
             time.sleep(0.05)
 
 
+class Volumes:
+    """A container's emptyDir volumes: folders in the pod's, mount points claimed, the namespace's setup."""
+
+    def __init__(self, pod_dir: str, plan: dict) -> None:
+        self.mounts = plan["mounts"]
+        self.mode = plan["mount_namespace"]
+        self.pod = os.path.basename(os.path.normpath(pod_dir))
+        self.error_path = os.path.join(pod_dir, "mount.err")
+        self.points = _load("kubernetes.local_runtime.mount_points", "mount_points.py")
+        self.namespace = _load("kubernetes.local_runtime.mount_namespace", "mount_namespace.py")
+        self.registry = self.points.registry_for(pod_dir)
+
+    def prepare(self, child_setup, cwd: str | None):
+        """Make the volume folders and mount points; the ``preexec_fn`` that enters the namespace."""
+        try:
+            os.unlink(self.error_path)
+        except FileNotFoundError:
+            pass
+        for volume_dir in {item["volumeDir"] for item in self.mounts}:
+            os.makedirs(volume_dir, exist_ok=True)
+            os.chmod(volume_dir, self.namespace.VOLUME_MODE)  # emptyDir's mode, umask or not
+        try:
+            self.points.claim(self.registry, self.pod, [item["target"] for item in self.mounts])
+        except OSError as exc:
+            self._fail(f"cannot create mount point: {exc}")
+
+        def setup() -> None:
+            child_setup()  # first: the working directory is made with the container's umask
+            self.namespace.enter(mode=self.mode, mounts=self.mounts, cwd=cwd, error_path=self.error_path)
+
+        return setup
+
+    def _fail(self, message: str) -> None:
+        with open(self.error_path, "w", encoding="utf-8") as handle:
+            handle.write(message)
+        raise OSError(message)
+
+    def error(self) -> str | None:
+        try:
+            with open(self.error_path, encoding="utf-8") as handle:
+                return handle.read().strip() or None
+        except OSError:
+            return None
+
+    def release(self) -> None:
+        self.points.release(self.registry, self.pod)
+
+
 def main(pod_dir: str, lifeline_fd: int | None = None) -> int:
     with open(os.path.join(pod_dir, "plan.json"), encoding="utf-8") as handle:
         plan = json.load(handle)
@@ -116,20 +164,31 @@ def main(pod_dir: str, lifeline_fd: int | None = None) -> int:
         if plan.get("nice"):
             os.nice(plan["nice"])
 
+    volumes = Volumes(pod_dir, plan) if plan.get("mounts") else None
     try:
-        if cwd:
+        setup = child_setup
+        if volumes is not None:  # the working directory may lie in a volume: made inside the namespace
+            setup, cwd = volumes.prepare(child_setup, cwd), None
+        elif cwd:
             previous = os.umask(CONTAINER_UMASK)
             try:
                 os.makedirs(cwd, exist_ok=True)  # the container runtime creates a missing workingDir
             finally:
                 os.umask(previous)
         child = subprocess.Popen(plan["argv"], env=env, cwd=cwd or None, stdin=subprocess.DEVNULL,
-                                 stdout=log, stderr=log, preexec_fn=child_setup, close_fds=True)
-    except OSError as exc:
-        message = f'exec: "{plan["argv"][0]}": {exc.strerror or exc}'
+                                 stdout=log, stderr=log, preexec_fn=setup, close_fds=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        if volumes is not None and volumes.error():
+            message = f"cannot set up the container's volumes: {volumes.error()}"
+        elif isinstance(exc, OSError):
+            message = f'exec: "{plan["argv"][0]}": {exc.strerror or exc}'
+        else:
+            message = f'exec: "{plan["argv"][0]}": {exc}'
         log.write((message + "\n").encode())
         write_json(result_path, {"exitCode": START_ERROR_EXIT_CODE, "reason": "StartError", "message": message,
                                  "startedAt": started_at, "finishedAt": now()})
+        if volumes is not None:
+            volumes.release()
         return 0
     write_json(os.path.join(pod_dir, "started.json"), {"pid": child.pid, "startedAt": started_at})
 
@@ -166,6 +225,8 @@ def main(pod_dir: str, lifeline_fd: int | None = None) -> int:
         os.killpg(child.pid, signal.SIGKILL)
     except OSError:
         pass
+    if volumes is not None:
+        volumes.release()
     exit_code = code if code >= 0 else 128 - code
     if oom or os.path.exists(os.path.join(pod_dir, "oom")):
         reason = "OOMKilled"
