@@ -3,7 +3,9 @@
 A mixin of :class:`~crossdock.executors.kubernetes_executor.KubernetesExecutor`. Pods
 carry their scheduler job id in a label; a new scheduler lists the pods of each dead
 job, relabels the ones its tries wait for to itself and follows them, and deletes
-(when ``delete_worker_pods``) the finished ones that no try waits for.
+(when ``delete_worker_pods``) the finished ones that no try waits for. Its warm pods
+that never got an assignment are deleted; assigned ones carry their try's key and are
+adopted like any pod.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kubernetes.client.rest import ApiException
 
 from crossdock.executors.kubernetes_pods import PodRecord
 from crossdock.kubernetes.pod_generator import WORKER_LABEL, annotations_to_key, make_safe_label_value
+from crossdock.kubernetes.warm_profile import assignment_of, is_warm
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -68,6 +71,9 @@ class PodAdoption:
                 continue
             by_key = {}
             for pod in pods:
+                if is_warm(pod) and assignment_of(pod) is None:
+                    self._delete_unassigned_warm_pod(pod)
+                    continue
                 key = annotations_to_key((pod.get("metadata") or {}).get("annotations"))
                 if key is not None:
                     by_key[key] = pod
@@ -96,6 +102,11 @@ class PodAdoption:
         self.running.add(ti.key)
         self.log.info("adopted pod %s/%s running %s", namespace, name, ti.key)
         return True
+
+    def _delete_unassigned_warm_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod.get("metadata") or {}
+        self.log.info("deleting unassigned warm pod %s/%s of a dead scheduler", meta.get("namespace"), meta.get("name"))
+        self._delete_pod(meta["name"], meta["namespace"], grace_seconds=0)
 
     def _clean_up_orphan_pod(self, pod: dict[str, Any]) -> None:
         meta = pod.get("metadata") or {}

@@ -23,7 +23,8 @@ pods of a dead one and adopts them (:meth:`KubernetesExecutor.try_adopt_task_ins
 This module holds the lifecycle, the queue and the event buffer; creating pods
 (``kubernetes_pod_launcher``), applying what the watchers saw (``kubernetes_pod_events``),
 keeping pod logs (``kubernetes_pod_logs``) and adopting a dead scheduler's pods
-(``kubernetes_adoption``) each live in a module of their own.
+(``kubernetes_adoption``) and warm pods (``kubernetes_warm_pool``, off by default) each live in
+a module of their own.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from crossdock.executors.kubernetes_pod_events import PodEventHandling, lost_wit
 from crossdock.executors.kubernetes_pod_launcher import PodLaunching
 from crossdock.executors.kubernetes_pod_logs import PodLogs
 from crossdock.executors.kubernetes_pods import PodLaunch, PodRecord, api_message
+from crossdock.executors.kubernetes_warm_pool import WarmPoolMixin
 from crossdock.kubernetes.kube_client import ApiCallCounter, get_kube_client
 from crossdock.kubernetes.kube_config import KubeExecutorConfig
 from crossdock.kubernetes.kube_watcher import KubeWatcher, PodEvent
@@ -68,7 +70,7 @@ WATCHER_STOP_SECONDS = 5.0
 TERMINATED_REASON = "kubernetes executor terminated"
 
 
-class KubernetesExecutor(PodLaunching, PodEventHandling, PodLogs, PodAdoption, BaseExecutor):
+class KubernetesExecutor(WarmPoolMixin, PodLaunching, PodEventHandling, PodLogs, PodAdoption, BaseExecutor):
     """Runs each task try in its own pod.
 
     :param parallelism: most tries in flight; default ``[core] parallelism``.
@@ -148,6 +150,7 @@ class KubernetesExecutor(PodLaunching, PodEventHandling, PodLogs, PodAdoption, B
         """Create what is queued, apply what was seen, stop watching; pods go on and are adopted later."""
         if self._started:
             self.sync()
+            self._drop_warm_pods()
         self._release_deferred(force=True)
         self._stop_watchers()
 
@@ -162,6 +165,7 @@ class KubernetesExecutor(PodLaunching, PodEventHandling, PodLogs, PodAdoption, B
             for launch in self._launches:
                 self.fail(launch.key, TERMINATED_REASON)
             self._launches.clear()
+            self._drop_warm_pods()
         self._release_deferred(force=True)
         self._stop_watchers()
 
@@ -199,7 +203,7 @@ class KubernetesExecutor(PodLaunching, PodEventHandling, PodLogs, PodAdoption, B
         record = PodRecord(key=key, name=pod["metadata"]["name"], namespace=pod["metadata"]["namespace"],
                            command=list(command), executor_config=executor_config)
         self._records[key] = record
-        self._launches.append(PodLaunch(key=key, pod=pod))
+        self._launches.append(PodLaunch(key=key, pod=pod, profile=self.warm_profile_of(pod, list(command))))
 
     def _build_pod(self, key: TaskInstanceKey, command: list[str], executor_config: Any) -> dict[str, Any]:
         pod = construct_pod(key=key, command=command, scheduler_job_id=self.job_id if self.job_id is not None
@@ -220,6 +224,7 @@ class KubernetesExecutor(PodLaunching, PodEventHandling, PodLogs, PodAdoption, B
         """Create due pods (one batch), apply watcher events."""
         self.start()
         self._release_deferred()
+        self._warm_sync()
         self._create_pods()
         self._apply_events()
 

@@ -20,6 +20,8 @@ class PodLaunch:
     attempts: int = 0
     not_before: float = 0.0
     last_error: str | None = None
+    #: The pod's warm profile when a warm pod may run it (warm pods on, a task command); else None.
+    profile: str | None = None
 
 
 @dataclass
