@@ -23,7 +23,7 @@ from crossdock import database
 from crossdock.operations import trigger_dag
 
 #: Examples per operation: enough to reach odd values, few enough for a few seconds in all.
-EXAMPLES = 6
+EXAMPLES = 5
 KNOWN = {"dag_id": "showcase", "dag_run_id": "r1", "task_id": "stage.broken", "task_try_number": 1,
          "pool_name": "default_pool", "map_index": 1, "connection_id": "warehouse"}
 
