@@ -4,8 +4,9 @@ pod runtime: what a user sees and clicks.
 
 One standalone and one browser serve the module. The DAG list shows the example DAGs and
 pauses one with a confirmation; the grid shows a finished run in its states' colours; a
-clear from the run page makes the scheduler run the task again; the log viewer shows a
-pod task's lines while it runs and keeps the finished pod's log.
+clear from the run page makes the scheduler run the task again; a backfill from the DAG
+page runs each day; the log viewer shows a pod task's lines while it runs and keeps the
+finished pod's log; with sign-in on, the page signs a user in and out.
 """
 
 from __future__ import annotations
@@ -24,12 +25,17 @@ UI_WAIT_MS = 60_000
 GREEN = "rgb(0, 128, 0)"
 RED = "rgb(255, 0, 0)"
 DAGS = textwrap.dedent("""
+    from datetime import datetime
+
     from crossdock import DAG, BashOperator
 
     with DAG("quick", schedule=None, tags=["browser"]) as quick:
         first = BashOperator(task_id="first", bash_command="echo first")
         first >> BashOperator(task_id="second", bash_command="echo second")
         BashOperator(task_id="broken", bash_command="echo about to fail; exit 3")
+
+    with DAG("nightly", schedule="@daily", start_date=datetime(2024, 1, 1), catchup=False) as nightly:
+        BashOperator(task_id="work", bash_command="echo nightly")
 
     with DAG("live_pod", schedule=None, tags=["browser"]) as live_pod:
         BashOperator(task_id="talk", queue="kubernetes",
@@ -153,6 +159,17 @@ def test_clear_from_the_run_page_reruns_the_task(page, api):
     assert wait_for(second_try, limit=UI_WAIT_MS / 1000)
     page.locator('tr[data-task-id="second"] a[data-role="log"][data-try="2"]').wait_for()
     assert api.get(f"/dags/quick/dagRuns/{run}/taskInstances/first").json()["try_number"] == 1
+
+
+def test_a_backfill_from_the_ui_runs_each_day_of_the_range(page, api):
+    page.goto("/#/dags/nightly")
+    page.locator('button[data-role="backfill"]').click()
+    page.fill("#backfill-start", "2024-03-01")
+    page.fill("#backfill-end", "2024-03-02")
+    _confirm(page)
+    page.locator("#notice.ok", has_text="2 run(s) of nightly").wait_for()
+    for day in ("2024-03-01", "2024-03-02"):
+        page.locator(f'.runbar[data-run-id="backfill__{day}T00:00:00+00:00"][data-state="success"]').wait_for()
 
 
 def test_the_log_viewer_follows_a_running_pod_and_keeps_its_log(page, api):

@@ -58,3 +58,20 @@ export async function deleteRun(dagId, runId) {
   notice(`deleted run ${runId}`, "ok");
   return true;
 }
+
+// Backfill: one run per schedule interval between two dates, run by the scheduler.
+export async function backfillDag(dag) {
+  const start = h("input", { type: "date", id: "backfill-start" });
+  const end = h("input", { type: "date", id: "backfill-end" });
+  const reset = h("input", { type: "checkbox", id: "backfill-reset" });
+  const asked = await confirmAction(`Backfill ${dag.dag_id}?`,
+    h("p", {}, "One run per schedule interval whose logical date lies in the range, at most max_active_runs at once."),
+    h("label", {}, "from ", start), " ", h("label", {}, "to ", end),
+    h("p", {}, h("label", {}, reset, " run existing runs in the range again")));
+  if (!asked) return null;
+  if (!start.value || !end.value) { notice("give both dates to backfill"); return null; }
+  const result = await api(`/crossdock/dags/${enc(dag.dag_id)}/backfill`, { method: "POST",
+    body: { start_date: start.value + "T00:00:00+00:00", end_date: end.value + "T00:00:00+00:00", reset_dagruns: reset.checked } });
+  notice(`${result.total_entries} run(s) of ${dag.dag_id} in the backfill`, "ok");
+  return result;
+}

@@ -3,7 +3,7 @@
 // state that most needs a look (the count of each state is in the cell's title).
 import { api, enc } from "./api.js";
 import { every, fill, h, notice, stateClass } from "./dom.js";
-import { setPaused, triggerDag } from "./actions.js";
+import { backfillDag, setPaused, triggerDag } from "./actions.js";
 
 const collapsed = new Set();
 
@@ -64,7 +64,10 @@ export function dagPage(root, { dagId }) {
     fill(head, h("h1", {}, dag.dag_id, " ", h("span", { class: "badge", dataset: { paused: dag.is_paused } }, dag.is_paused ? "paused" : "active")),
       dag.description ? h("p", { class: "muted" }, dag.description) : null,
       dag.has_import_errors ? h("p", { class: "notice error" }, "Its file has an import error (see the DAG list); the last good version is shown.") : null,
-      h("div", { class: "toolbar" }, trigger, toggle, h("span", { class: "muted" }, dag.fileloc)));
+      h("div", { class: "toolbar" }, trigger, toggle,
+        dag.schedule_interval ? h("button", { dataset: { role: "backfill" }, onclick: async () => {
+          try { if (await backfillDag(dag)) refresh(); } catch (e) { notice(e.message); } } }, "Backfill") : null,
+        h("span", { class: "muted" }, dag.fileloc)));
     last = grid;
     draw();
   };
