@@ -170,3 +170,54 @@ def test_warm_pods_are_off_by_default(tier, runtime, crossdock_home, monkeypatch
     assert seen_warm == [] and executor.warm_pods() == []
     assert not any(host.startswith("warm-") for host in ledger.read_text().split())
     executor.end()
+
+
+def test_a_pod_takes_one_assignment_a_second_at_the_same_version_is_refused(tier, runtime, crossdock_home,
+                                                                              monkeypatch):
+    """Two assigners (two schedulers, or a retried patch) that saw the same unassigned pod: one wins."""
+    from kubernetes.client.rest import ApiException
+
+    from crossdock.kubernetes.warm_profile import assignment_of, assignment_patch
+
+    executor, ledger = setup(tier, runtime, crossdock_home, monkeypatch, ["first", "winner", "rival"],
+                             warm_pool_size=1, delete_worker_pods="False")
+    events: dict = {}
+    assert final(run_tasks(executor, ["first"], events)["first"]) == S.SUCCESS
+    ready_warm(executor, 1)
+    warm = executor.warm_pods()[0]
+
+    def assign(task_id):
+        key = key_of(task_id).key
+        return tier.core.patch_namespaced_pod(warm.name, tier.namespace, assignment_patch(
+            key=key, command=task_run_command(key, subdir="DAGS_FOLDER/ledger.py"),
+            resource_version=warm.resource_version))
+
+    assign("winner")
+    with pytest.raises(ApiException) as refused:
+        assign("rival")
+    assert refused.value.status == 409
+    wait_until(lambda: tier.core.read_namespaced_pod(warm.name, tier.namespace).status.phase == "Succeeded",
+               step=executor.sync, what="the warm pod ran its task")
+    pod = tier.core.api_client.sanitize_for_serialization(tier.core.read_namespaced_pod(warm.name, tier.namespace))
+    assert assignment_of(pod)[4] == "winner"
+    lines = ledger.read_text().split()
+    assert lines.count(warm.name) == 1  # the pod ran one task, the winner's
+    assert warm.name not in {w.name for w in executor.warm_pods()}  # and the executor no longer offers it
+    executor.end()
+
+
+def test_a_new_scheduler_deletes_the_unassigned_warm_pods_of_a_dead_one(tier, runtime, crossdock_home, monkeypatch):
+    executor, _ledger = setup(tier, runtime, crossdock_home, monkeypatch, ["first"])
+    events: dict = {}
+    assert final(run_tasks(executor, ["first"], events)["first"]) == S.SUCCESS
+    ready_warm(executor, 2)
+    orphans = {w.name for w in executor.warm_pods()}
+    executor._stop_watchers()  # the scheduler dies: no end(), its warm pods stay
+    successor = KubernetesExecutor(api_client=tier.make_client())
+    successor.job_id = "successor"
+    successor.start()
+    ti = key_of("first")
+    ti.queued_by_job_id = "warm-test"
+    assert successor.try_adopt_task_instances([ti]) == [ti]  # its try had finished: nothing to adopt
+    wait_until(lambda: not orphans & {p["metadata"]["name"] for p in tier.pods()}, what="orphan warm pods deleted")
+    successor.end()

@@ -116,5 +116,25 @@ def main() -> int:
     return run_assigned(command)
 
 
+def exit_now(code: int) -> None:
+    """Leave as a cold pod's ``crossdock`` would, without tearing down every module one by one.
+
+    The try's exit handlers run (``atexit``), output is flushed, then the process ends at
+    once: the interpreter's own teardown of the client and runner modules this process
+    holds costs a warm pod hundreds of milliseconds a cold one does not pay.
+    """
+    import atexit
+    import logging
+
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
