@@ -9,7 +9,8 @@ runtime of its own, a scheduler runs
   link), the median gap between one task's end and the next one's start, and the median
   time a task is running (a warm try counts as running from its assignment);
 * ``burst``: ``--burst`` independent such tasks at once; queued → running and queued →
-  done p50/p95, and pods/s.
+  done p50/p95, and pods/s;
+* ``solo``: single-task runs, each after the pool settled (a sporadic task): queued → done.
 
 The chain runs first, so in ``warm`` mode its first task starts cold and makes the profile
 recent; the burst then finds ``--pool`` warm pods (more tasks than that start cold). Also
@@ -44,6 +45,8 @@ DEFAULT_PARALLELISM = 16
 RUN_LIMIT_SECONDS = 600
 #: Pause between the chain and the burst, so the burst meets a full pool.
 SETTLE_SECONDS = 1.5
+#: Single-task runs, each after the pool settled: the latency of a sporadic task.
+SOLO_RUNS = 5
 WARM_ENTRY = "crossdock.runner.warm_pod"
 
 
@@ -76,6 +79,9 @@ def setup_home(links: int, burst: int, parallelism: int, pool: int, kubeconfig: 
                 if previous is not None:
                     previous >> task
                 previous = task
+
+        with DAG("solo") as solo:
+            BashOperator(task_id="only", bash_command="true", queue="kubernetes")
 
         with DAG("burst", max_active_tasks={parallelism}) as burst:
             for number in range({burst}):
@@ -110,8 +116,8 @@ def idle_warm_pod_rss_mib() -> float | None:
     return best
 
 
-def run_dags(job, dag_ids: list[str], *, between) -> dict[str, float]:
-    """Run ``dag_ids`` one after the other with one scheduler; the wall time of each from its trigger.
+def run_dags(job, runs: list[tuple[str, str]], *, between) -> dict[str, float]:
+    """Run ``runs`` (dag id, run id) one after the other with one scheduler; each one's wall time by run id.
 
     ``between()`` is called after each run but the last (the pool settles, figures are read).
     """
@@ -120,24 +126,24 @@ def run_dags(job, dag_ids: list[str], *, between) -> dict[str, float]:
 
     deadline = time.monotonic() + RUN_LIMIT_SECONDS
     walls: dict[str, float] = {}
-    pending = list(dag_ids)
+    pending = list(runs)
     current: list[tuple[str, float]] = []
 
     def stop_when(job) -> bool:
         if time.monotonic() > deadline:
             return True
         if current and not job.runs and job.loop_count > 2:
-            dag_id, started = current.pop()
-            walls[dag_id] = time.perf_counter() - started
+            run_id, started = current.pop()
+            walls[run_id] = time.perf_counter() - started
             if pending:
                 between()
         if not current:
             if not pending:
                 return True
-            dag_id = pending.pop(0)
+            dag_id, run_id = pending.pop(0)
             with create_session() as session:
-                create_dag_run(session, dag_id=dag_id, run_id=dag_id)
-            current.append((dag_id, time.perf_counter()))
+                create_dag_run(session, dag_id=dag_id, run_id=run_id)
+            current.append((run_id, time.perf_counter()))
         return False
 
     job.run(stop_when=stop_when)
@@ -183,7 +189,8 @@ def run_mode(mode: str, args) -> dict:
                 time.sleep(0.05)
             rss.append(idle_warm_pod_rss_mib())
 
-        walls = run_dags(SchedulerJob(executors=[executor], parse_dags=False), ["chain", "burst"], between=settle)
+        runs = [("chain", "chain"), ("burst", "burst"), *(("solo", f"solo{n}") for n in range(SOLO_RUNS))]
+        walls = run_dags(SchedulerJob(executors=[executor], parse_dags=False), runs, between=settle)
         chain_wall, burst_wall, warm_rss = walls.get("chain", float("nan")), walls.get("burst", float("nan")), rss[0]
         assignments = executor.__dict__.get("warm_assignments", 0)
     finally:
@@ -193,7 +200,7 @@ def run_mode(mode: str, args) -> dict:
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
-    chain, burst = task_rows("chain"), task_rows("burst")
+    chain, burst, solo = task_rows("chain"), task_rows("burst"), task_rows("solo")
     from crossdock import database
 
     database.dispose_engine()
@@ -204,7 +211,7 @@ def run_mode(mode: str, args) -> dict:
     waits = [(row.start_date - row.queued_dttm).total_seconds() for row in burst if row.start_date and row.queued_dttm]
     # a warm try is reported running when its pod is assigned; queued → done is what a user waits
     done = [(row.end_date - row.queued_dttm).total_seconds() for row in burst if row.end_date and row.queued_dttm]
-    hosts = [row.hostname or "" for row in chain + burst]
+    hosts = [row.hostname or "" for row in chain + burst + solo]
     return {
         "mode": mode, "pool": pool,
         "chain_ok": sum(row.state == "success" for row in chain), "links": len(chain),
@@ -224,6 +231,9 @@ def run_mode(mode: str, args) -> dict:
         "burst_q_to_done_p50_ms": round(percentile(done, 0.5) * 1000, 1),
         "burst_q_to_done_p95_ms": round(percentile(done, 0.95) * 1000, 1),
         "burst_pods_per_s": round(len(burst) / burst_wall, 2),
+        "solo_q_to_done_p50_ms": median_ms([(r.end_date - r.queued_dttm).total_seconds() for r in solo
+                                            if r.end_date and r.queued_dttm]),
+        "solo_in_warm_pods": sum((r.hostname or "").startswith("warm-") for r in solo),
         "tasks_in_warm_pods": sum(host.startswith("warm-") for host in hosts),
         "warm_assignments": assignments,
         "distinct_pods": len(set(hosts)), "tasks": len(hosts),

@@ -6,8 +6,9 @@ is above 0; at 0 no warm pod is made and every try's pod is built and created as
 
 Policy. A profile (:mod:`crossdock.kubernetes.warm_profile`) becomes *recent* when one of
 its tries is launched; while it is recent (a try of it within ``warm_pod_idle_seconds``)
-the executor keeps ``warm_pool_size`` unassigned warm pods of it, all profiles together
-at most ``warm_pool_max``, and only while tries plus warm pods stay within the executor's
+the executor keeps ``warm_pool_size`` warm pods of it (a used one is replaced when its try
+is done, so the replacement's start does not compete with that try for the CPU), all
+profiles together at most ``warm_pool_max``, and only while tries plus warm pods stay within the executor's
 parallelism (warm pods use idle capacity; they never keep a try from being queued).
 
 Assignment, exactly once. Before a queued launch is created cold, a ready (Running) warm
@@ -111,6 +112,7 @@ class WarmPoolMixin:
             self.__dict__["_warm_profiles"] = {}
             self.__dict__["_warm_paused_until"] = 0.0
             self.__dict__["warm_assignments"] = 0
+            self.__dict__["_warm_tries"] = {}
         return self.__dict__["_warm_pods"]
 
     @property
@@ -211,6 +213,7 @@ class WarmPoolMixin:
 
     def _assigned(self, warm: WarmPod, record: PodRecord, launch: PodLaunch) -> bool:
         record.name, record.namespace = warm.name, warm.namespace
+        self.__dict__["_warm_tries"][record.key] = warm.profile
         self.__dict__["warm_assignments"] = self.__dict__.get("warm_assignments", 0) + 1
         self._created(record, launch)
         self.log.debug("task %s runs in warm pod %s/%s", record.key, warm.namespace, warm.name)
@@ -234,6 +237,12 @@ class WarmPoolMixin:
         counts: dict[str, int] = {}
         for warm in self._warm.values():
             counts[warm.profile] = counts.get(warm.profile, 0) + 1
+        tries = self.__dict__["_warm_tries"]
+        for key, profile_of_try in list(tries.items()):
+            if key in self._records:  # its try still runs: its replacement starts when the pod is done
+                counts[profile_of_try] = counts.get(profile_of_try, 0) + 1
+            else:
+                del tries[key]
         budget = self.settings.warm_pool_max - len(self._warm)
         if self.parallelism:
             budget = min(budget, self.parallelism - len(self.running) - len(self._warm))
