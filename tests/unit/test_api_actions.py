@@ -118,6 +118,20 @@ def test_a_finished_try_log_in_pieces_with_the_continuation_token(client):
     assert missing["content"] == "" and missing["finished"] and missing["source"].startswith("no log at")
 
 
+def test_a_long_log_comes_in_whole_lines_of_at_most_max_bytes(client):
+    from crossdock.operations.reads.logs import read_task_log
+
+    text = "".join(f"line {n}\n" for n in range(1, 30))
+    _write_log("stage.broken", text)
+    pieces, offset, finished = [], 0, False
+    while not finished:
+        chunk = read_task_log("showcase", RUN, "stage.broken", try_number=1, offset=offset, max_bytes=20)
+        assert chunk["content"].endswith("\n") and len(chunk["content"]) <= 20
+        pieces.append(chunk["content"])
+        offset, finished = chunk["offset"], chunk["finished"]
+    assert "".join(pieces) == text and len(pieces) > 5
+
+
 def test_a_running_try_is_read_up_to_its_last_full_line(client):
     from sqlalchemy import update
 

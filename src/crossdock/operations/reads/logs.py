@@ -18,6 +18,7 @@ got until ``finished``. Every chunk passes through the secrets masker first.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +38,25 @@ LIVE_STATES = frozenset({"queued", "running", "restarting"})
 KUBERNETES_EXECUTOR = "KubernetesExecutor"
 
 
-def _chunk(data: bytes, offset: int, *, live: bool, max_bytes: int) -> tuple[bytes, int]:
-    """The bytes from ``offset`` (at most ``max_bytes``), cut after the last full line while live."""
-    piece = data[offset:offset + max_bytes]
-    more_follows = live or offset + len(piece) < len(data)
+def _chunk(piece: bytes, start: int, size: int, *, live: bool, max_bytes: int) -> tuple[bytes, int]:
+    """``piece`` (the source's bytes from ``start``, at most ``max_bytes`` of its ``size``) cut
+    after its last full line while more may follow; and the offset after it."""
+    more_follows = live or start + len(piece) < size
     if more_follows and piece and not piece.endswith(b"\n"):
         cut = piece.rfind(b"\n")
         piece = piece[:cut + 1] if cut >= 0 else (piece if len(piece) >= max_bytes else b"")
-    return piece, offset + len(piece)
+    return piece, start + len(piece)
 
 
-def _read_file(path: Path) -> bytes | None:
+def _read_file(path: Path, offset: int, max_bytes: int) -> tuple[bytes, int, int] | None:
+    """``(bytes from offset, where they start, the file's size)``: only the chunk is read,
+    so following a long log costs what it grew by, not its whole length."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            start = min(offset, size)
+            handle.seek(start)
+            return handle.read(max_bytes), start, size
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -87,16 +94,18 @@ def read_task_log(dag_id: str, run_id: str, task_id: str, *, try_number: int, ma
     live = try_number == ti.try_number and ti.state in LIVE_STATES
     path = task_log_path(dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=try_number,
                          map_index=map_index)
-    data, source = _read_file(path), f"log file {path}"
-    if data is None and live and ti.executor == KUBERNETES_EXECUTOR:
+    read, source = _read_file(path, offset, max_bytes), f"log file {path}"
+    if read is None and live and ti.executor == KUBERNETES_EXECUTOR:
         found = _pod_log(ti, try_number)
         if found is not None:
             data, source = found
-    if data is None:
-        data = b""
+            start = min(offset, len(data))
+            read = data[start:start + max_bytes], start, len(data)
+    if read is None:
+        read = b"", 0, 0
         source = f"no log yet at {path}" if live else f"no log at {path}"
-    piece, end = _chunk(data, min(offset, len(data)), live=live, max_bytes=max_bytes)
+    piece, end = _chunk(*read, live=live, max_bytes=max_bytes)
     register_known_secrets()
     return {"content": redact(piece.decode("utf-8", "replace")), "continuation_token": str(end), "offset": end,
-            "finished": not live and end >= len(data), "source": source, "state": ti.state,
+            "finished": not live and end >= read[2], "source": source, "state": ti.state,
             "try_number": try_number}
