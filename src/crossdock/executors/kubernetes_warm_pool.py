@@ -296,7 +296,7 @@ class WarmPoolMixin:
 
     def _check_vanished(self, event: PodEvent) -> None:
         present = event.present or frozenset()
-        for where, warm in list(self._warm.items()):
+        for where, warm in list(self._warm.items()) if self.warm_enabled else []:
             if event.namespace in (None, where[0]) and where not in present and self._gone(warm):
                 del self._warm[where]  # vanished while unwatched (one created after the list is still there)
         super()._check_vanished(event)  # type: ignore[misc]
