@@ -161,6 +161,10 @@ def celery_settings() -> dict[str, Any]:
         "database_engine_options": {"pool_pre_ping": True},
         **_ssl_settings(celery),
     }
+    if _scheme(broker_url) == "filesystem":
+        from crossdock.executors.filesystem_broker import TRANSPORT
+
+        settings["broker_transport"] = TRANSPORT
     if result_backend.startswith("db+sqlite"):
         settings["database_engine_options"] = {"connect_args": {"timeout": 30}}
     if result_backend.startswith("db+"):
