@@ -221,3 +221,37 @@ def test_a_new_scheduler_deletes_the_unassigned_warm_pods_of_a_dead_one(tier, ru
     assert successor.try_adopt_task_instances([ti]) == [ti]  # its try had finished: nothing to adopt
     wait_until(lambda: not orphans & {p["metadata"]["name"] for p in tier.pods()}, what="orphan warm pods deleted")
     successor.end()
+
+
+def test_a_try_in_a_warm_pod_is_adopted_by_a_new_scheduler_and_runs_once(tier, runtime, crossdock_home, monkeypatch):
+    executor, ledger = setup(tier, runtime, crossdock_home, monkeypatch, ["first"], warm_pool_size=1)
+    (crossdock_home / "dags" / "slow.py").write_text(
+        "from crossdock import DAG, BashOperator\n"
+        f'with DAG("slow") as dag:\n    BashOperator(task_id="t", bash_command="sleep 1; echo $HOSTNAME >> {ledger}")\n')
+    events: dict = {}
+    assert final(run_tasks(executor, ["first"], events)["first"]) == S.SUCCESS
+    ready_warm(executor, 1)
+    from crossdock.models import TaskInstance
+
+    ti = TaskInstance(dag_id="slow", task_id="t", run_id="r1", map_index=-1, try_number=1, executor_config={},
+                      queue="kubernetes", priority_weight=1)
+    # the slow DAG's pod has the same profile as the ledger's: only its task command differs
+    executor.queue_command(ti, task_run_command(ti.key, subdir="DAGS_FOLDER/slow.py"))
+    wait_until(lambda: (executor.pod_name(ti.key) or "").startswith("warm-"), step=executor.heartbeat,
+               what="the slow try assigned to a warm pod")
+    name = executor.pod_name(ti.key)
+    executor._stop_watchers()  # the scheduler dies with the try running in its warm pod
+    successor = KubernetesExecutor(api_client=tier.make_client())
+    successor.job_id = "successor"
+    successor.start()
+    ti.queued_by_job_id = "warm-test"
+    assert successor.try_adopt_task_instances([ti]) == []  # adopted, not run again
+    outcome: dict = {}
+
+    def step():
+        successor.sync()
+        outcome.update(successor.get_event_buffer())
+
+    wait_until(lambda: outcome.get(ti.key, (None,))[0] == S.SUCCESS, step=step, what="the adopted try's success")
+    assert ledger.read_text().split().count(name) == 1
+    successor.end()
