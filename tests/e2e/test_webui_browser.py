@@ -1,6 +1,6 @@
 """The web UI in a real browser (Debian's chromium, headless, driven by Playwright) on a
-``crossdock standalone`` with the example DAGs, Celery workers on Redis and the local pod
-runtime: what a user sees and clicks.
+``crossdock standalone`` with the example DAGs and the embedded defaults (Celery workers
+on the serverless broker, the local pod runtime): what a user sees and clicks.
 
 One standalone and one browser serve the module. The DAG list shows the example DAGs and
 pauses one with a confirmation; the grid shows a finished run in its states' colours; a
@@ -17,12 +17,9 @@ import textwrap
 import httpx
 import pytest
 from process_helpers import wait_for
-from service_gates import REDIS_URL, require_service
 from test_standalone_lifecycle import Command, _environment
 
 CHROMIUM = "/usr/bin/chromium"
-#: The Redis database of the standalone's broker (others are taken by other tests).
-REDIS_DB = 9
 #: Seconds the browser waits for what the page shows (runs and pods need a few).
 UI_WAIT_MS = 60_000
 GREEN = "rgb(0, 128, 0)"
@@ -52,14 +49,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Deb
 
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory):
-    """A standalone with the examples and this module's DAGs; yields the web server's URL.
-
-    Its Celery broker is the run's Redis: kombu's serverless filesystem broker can hand a
-    worker a message file before the publisher has written it (the worker dies on the
-    empty JSON and the try is lost until its queued timeout), which would make these
-    tests fail now and then for a reason that is not the UI's.
-    """
-    require_service("redis")
+    """A standalone with the examples and this module's DAGs; yields the web server's URL."""
     home = tmp_path_factory.mktemp("ui-home")
     dags = home / "dags"
     dags.mkdir()
@@ -67,8 +57,7 @@ def standalone(tmp_path_factory):
     env = _environment(home, dags)
     env.update(CROSSDOCK__CORE__LOAD_EXAMPLES="True", CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
                CROSSDOCK__WEBSERVER__PORT="0", CROSSDOCK__METRICS__PORT="0",
-               CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL="5",
-               CROSSDOCK__CELERY__BROKER_URL=f"{REDIS_URL}/{REDIS_DB}")
+               CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL="5")
     command = Command(["standalone"], env)
     try:
         line = command.wait_for_line("webserver at ")
