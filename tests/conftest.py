@@ -34,8 +34,10 @@ def crossdock_home(tmp_path, monkeypatch):
     # A test that replaces a killed scheduler waits for its lease to time out: 60 % of this
     # (the default, 10 s, would add six seconds to each; the fault tests set their own).
     monkeypatch.setenv("CROSSDOCK__SCHEDULER__STANDBY_TAKEOVER_SECONDS", "2")
-    # Suites run side by side: a metrics endpoint a test starts picks a free port, never 9464.
+    # Suites run side by side: a metrics endpoint or web server a test starts picks a free
+    # port, never 9464 or 8080.
     monkeypatch.setenv("CROSSDOCK__METRICS__PORT", "0")
+    monkeypatch.setenv("CROSSDOCK__WEBSERVER__PORT", "0")
     # Tests trigger the DAGs they just wrote; the paused-at-creation default has tests of its own.
     monkeypatch.setenv("CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
     home = tmp_path / "crossdock-home"

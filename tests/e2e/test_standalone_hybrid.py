@@ -23,7 +23,8 @@ def test_standalone_runs_the_seed_hybrid_dag_on_both_sides(crossdock_home):
     env.pop("KUBECONFIG", None)
     env.update(CROSSDOCK_HOME=str(crossdock_home), CROSSDOCK__CORE__EXECUTOR="CeleryKubernetesExecutor",
                CROSSDOCK__CORE__DAGS_FOLDER=str(EXAMPLE_DAGS_FOLDER),
-               CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION="False")  # triggered below without an unpause
+               CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",  # triggered below without an unpause
+               CROSSDOCK__METRICS__PORT="0", CROSSDOCK__WEBSERVER__PORT="0")  # suites side by side
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "crossdock", *args], env=env, capture_output=True,

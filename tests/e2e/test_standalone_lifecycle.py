@@ -48,7 +48,9 @@ def _environment(home: Path, dags: Path | None = None) -> dict[str, str]:
     env.pop("KUBECONFIG", None)
     env.pop("CROSSDOCK_CONFIG", None)
     env.update(CROSSDOCK_HOME=str(home), CROSSDOCK__CORE__EXECUTOR="CeleryKubernetesExecutor",
-               CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION="False")  # the tests trigger what they write
+               CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",  # the tests trigger what they write
+               # Any free ports: suites running side by side must not meet on 9464 and 8080.
+               CROSSDOCK__METRICS__PORT="0", CROSSDOCK__WEBSERVER__PORT="0")
     if dags is not None:
         env["CROSSDOCK__CORE__DAGS_FOLDER"] = str(dags)
     return env
