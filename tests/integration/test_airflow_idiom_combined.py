@@ -13,15 +13,13 @@ from __future__ import annotations
 import textwrap
 from collections import Counter
 
-import pytest
 from sqlalchemy import select
 
-from crossdock import database
 from crossdock.configuration import conf
-from crossdock.dag import airflow_alias
 from crossdock.database import create_session
 from crossdock.models import TaskInstance, XCom
 from kube_executor_support import parse_and_trigger, run_scheduler
+from test_airflow_alias_runs import folder  # noqa: F401 - the fixture: a DAGs folder with the alias on
 
 COMBINED_DAG = '''
 import os
@@ -102,22 +100,13 @@ EXPECTED_STATES = {
 }
 
 
-@pytest.fixture
-def folder(crossdock_home, monkeypatch):
-    folder = crossdock_home / "dags"
-    folder.mkdir()
+def write_combined_dag(folder, home):
     (folder / "combined.py").write_text(textwrap.dedent(COMBINED_DAG.format(
-        ledger=str(crossdock_home / "ledger.txt"), marker=str(crossdock_home / "marker"))))
-    for key, value in {"CORE__DAGS_FOLDER": str(folder), "CORE__AIRFLOW_IMPORT_ALIAS": "True",
-                       "SCHEDULER__MAX_LOOP_SLEEP": "0.02", "SCHEDULER__NEW_RUNS_POLL_INTERVAL": "0"}.items():
-        monkeypatch.setenv(f"CROSSDOCK__{key}", value)
-    conf.reload()
-    database.migrate()
-    yield folder
-    airflow_alias.uninstall()
+        ledger=str(home / "ledger.txt"), marker=str(home / "marker"))))
 
 
 def run_and_read(folder, executor, transitions):
+    write_combined_dag(folder, folder.parent)
     parse_and_trigger(folder, "combined")
     run_scheduler(executor, transitions=transitions)
     with create_session() as session:
