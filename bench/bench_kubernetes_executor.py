@@ -59,8 +59,10 @@ def vm_hwm_mib(pid: int) -> float | None:
 
 
 # -- one path, in a child process --------------------------------------------------------------
-def setup_home(tasks: int, parallelism: int) -> Path:
-    home = Path(tempfile.mkdtemp(prefix="crossdock-kbench-"))
+def fresh_pod_bench_home(*, prefix: str, parallelism: int, **settings: str) -> Path:
+    """A new CROSSDOCK_HOME made this process's, with no CROSSDOCK__ setting but the bench's own
+    (pods share this machine's environment; ``settings`` are more ``SECTION__KEY`` values)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     for name in [n for n in os.environ if n.startswith("CROSSDOCK__")]:
         del os.environ[name]
     os.environ["CROSSDOCK_HOME"] = str(home)
@@ -73,7 +75,13 @@ def setup_home(tasks: int, parallelism: int) -> Path:
         "CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL": "0",
         "CROSSDOCK__KUBERNETES_EXECUTOR__SHARE_LOCAL_ENVIRONMENT": "True",
         "CROSSDOCK__KUBERNETES_EXECUTOR__WORKER_PODS_CREATION_BATCH_SIZE": str(parallelism),
+        **{f"CROSSDOCK__{key}": value for key, value in settings.items()},
     })
+    return home
+
+
+def setup_home(tasks: int, parallelism: int) -> Path:
+    home = fresh_pod_bench_home(prefix="crossdock-kbench-", parallelism=parallelism)
     (home / "dags").mkdir()
     (home / "dags" / "bench.py").write_text(textwrap.dedent(f"""
         from crossdock import DAG, BashOperator

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_kubernetes_executor import percentile, start_runtime_process  # noqa: E402
+from bench_kubernetes_executor import fresh_pod_bench_home, percentile, start_runtime_process  # noqa: E402
 
 DEFAULT_LINKS = 20
 DEFAULT_BURST = 40
@@ -51,23 +51,10 @@ WARM_ENTRY = "crossdock.runner.warm_pod"
 
 
 def setup_home(links: int, burst: int, parallelism: int, pool: int, kubeconfig: str) -> Path:
-    home = Path(tempfile.mkdtemp(prefix="crossdock-warmbench-"))
-    for name in [n for n in os.environ if n.startswith("CROSSDOCK__")]:
-        del os.environ[name]
-    os.environ["CROSSDOCK_HOME"] = str(home)
-    os.environ.update({
-        "CROSSDOCK__CORE__DAGS_FOLDER": str(home / "dags"),
-        "CROSSDOCK__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "CROSSDOCK__CORE__PARALLELISM": str(parallelism),
-        "CROSSDOCK__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(parallelism),
-        "CROSSDOCK__SCHEDULER__NEW_RUNS_POLL_INTERVAL": "0.05",
-        "CROSSDOCK__SCHEDULER__DAG_DIR_LIST_INTERVAL": "0",
-        "CROSSDOCK__KUBERNETES_EXECUTOR__SHARE_LOCAL_ENVIRONMENT": "True",
-        "CROSSDOCK__KUBERNETES_EXECUTOR__WORKER_PODS_CREATION_BATCH_SIZE": str(parallelism),
-        "CROSSDOCK__KUBERNETES_EXECUTOR__CONFIG_FILE": kubeconfig,
-        "CROSSDOCK__KUBERNETES_EXECUTOR__WARM_POOL_SIZE": str(pool),
-        "CROSSDOCK__KUBERNETES_EXECUTOR__WARM_POOL_MAX": str(max(pool, 1) * 4),
-    })
+    home = fresh_pod_bench_home(prefix="crossdock-warmbench-", parallelism=parallelism,
+                                KUBERNETES_EXECUTOR__CONFIG_FILE=kubeconfig,
+                                KUBERNETES_EXECUTOR__WARM_POOL_SIZE=str(pool),
+                                KUBERNETES_EXECUTOR__WARM_POOL_MAX=str(max(pool, 1) * 4))
     (home / "dags").mkdir()
     (home / "dags" / "warmbench.py").write_text(textwrap.dedent(f"""
         from crossdock import DAG, BashOperator
