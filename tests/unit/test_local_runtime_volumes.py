@@ -248,12 +248,9 @@ def test_without_root_or_user_namespaces_the_pod_is_refused_saying_so() -> None:
     assert seen == {"euid": NOBODY, "found": False, "probe": 1, "refusal": REFUSAL}
 
 
-@needs_root
-def test_without_root_a_user_namespace_binds_the_volume_keeping_the_uid() -> None:
-    if not volumes.userns_available():
-        pytest.skip("unprivileged user namespaces are disabled on this machine")
-    home = Path(tempfile.mkdtemp(prefix="crossdock-userns-"))
-    os.chown(home, NOBODY, NOBODY)
+def _userns_case(home_text: str) -> dict:
+    """The pod of the test below, run by a child as uid 65534 (see :func:`_in_child`)."""
+    home = Path(home_text)
     target = home / "mnt" / "cache"
     pod_dir = home / "pods" / "uid-1"
 
@@ -269,8 +266,24 @@ def test_without_root_a_user_namespace_binds_the_volume_keeping_the_uid() -> Non
         return {"mode": plan.mount_namespace, "result": json.loads((pod_dir / "result.json").read_text()),
                 "log": (pod_dir / "base.log").read_text()}
 
+    return _in_child(run)
+
+
+@needs_root
+def test_without_root_a_user_namespace_binds_the_volume_keeping_the_uid() -> None:
+    if not volumes.userns_available():
+        pytest.skip("unprivileged user namespaces are disabled on this machine")
+    import multiprocessing
+
+    home = Path(tempfile.mkdtemp(prefix="crossdock-userns-"))
+    os.chown(home, NOBODY, NOBODY)
+    target = home / "mnt" / "cache"
+    pod_dir = home / "pods" / "uid-1"
     try:
-        seen = _in_child(run)
+        # The child is forked from a fresh interpreter (a forkserver), not from this test
+        # process and whatever the tests before it left running in it.
+        with multiprocessing.get_context("forkserver").Pool(1) as pool:
+            seen = pool.apply(_userns_case, (str(home),))
         assert seen["mode"] == "user", seen
         assert seen["result"]["exitCode"] == 0, seen
         assert seen["log"].splitlines() == [str(NOBODY), "1"]
