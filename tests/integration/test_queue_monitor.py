@@ -111,14 +111,20 @@ def test_a_worker_shows_under_the_queue_it_consumes_with_its_free_slots(crossdoc
     assert statuses[heavy].workers == 0  # the worker does not consume it
 
 
-def test_a_configured_queue_reports_its_own_bounds(crossdock_home, monkeypatch):
+def test_a_configured_queue_reports_its_own_bounds(crossdock_home, monkeypatch, capsys):
     heavy, _ = send_three_to_an_unconsumed_queue(crossdock_home, monkeypatch, None)
-    monkeypatch.setenv("CROSSDOCK__WORKER_QUEUES__QUEUES",
-                       json.dumps({heavy: {"min_workers": 0, "max_workers": 5, "max_tasks_per_worker": 2}}))
+    monkeypatch.setenv("CROSSDOCK__WORKER_QUEUES__QUEUES", json.dumps({
+        heavy: {"min_workers": 0, "max_workers": 5, "max_tasks_per_worker": 2},
+        "hihg_memory": {"max_workers": 2}}))  # misspelt: no DAG uses it
     conf.reload()
-    status = {s.queue: s for s in QueueMonitor(read_workers=False).refresh()}[heavy]
+    statuses = {s.queue: s for s in QueueMonitor(read_workers=False).refresh()}
+    status = statuses[heavy]
     assert status.configured and (status.min_workers, status.max_workers) == (0, 5)
     assert status.desired_workers == 2  # ceil(3 / 2)
+    assert status.used_by_dags and not statuses["hihg_memory"].used_by_dags
+    assert main(["queues"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: in [worker_queues] queues but no DAG has a task on it (a misspelt name?): hihg_memory" in printed
 
 
 def test_an_unreachable_broker_is_named_and_the_scheduler_side_numbers_stay(crossdock_home, monkeypatch, capsys):

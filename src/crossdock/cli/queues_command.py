@@ -68,6 +68,10 @@ def print_statuses(statuses, *, output: str, stream=None) -> None:
     defaults = [s.queue for s in statuses if s.executor == "CeleryExecutor" and not s.configured]
     if defaults:
         notes.append(f"not in [worker_queues] queues, so on the defaults: {', '.join(defaults)}")
+    unused = [s.queue for s in statuses if s.configured and not s.used_by_dags]
+    if unused:
+        notes.append(f"in [worker_queues] queues but no DAG has a task on it (a misspelt name?): "
+                     f"{', '.join(unused)}")
     for note in dict.fromkeys(notes):
         stream.write(f"note: {note}\n")
 

@@ -96,7 +96,8 @@ class QueueMonitor:
         """Read every source now and replace the cache; returns the new statuses."""
         started = time.perf_counter()
         counts = read_queue_counts()
-        queues = set(counts) | set(self.worker_queues.names()) | queues_dags_use()
+        dag_queues = queues_dags_use()
+        queues = set(counts) | set(self.worker_queues.names()) | dag_queues
         queues.add(conf.getstr("core", "default_queue"))
         if HYBRID in configured_executor_classes():
             queues.add(conf.getstr("celery_kubernetes_executor", "kubernetes_queue"))
@@ -114,6 +115,7 @@ class QueueMonitor:
         statuses = []
         for queue in sorted(executors):
             status = self._status(queue, executors[queue], counts.get(queue, QueueCounts()), now)
+            status.used_by_dags = queue in dag_queues or queue in counts
             if executors[queue] == CELERY:
                 self._add_celery(status, broker, workers, broker_error, workers_error)
             elif executors[queue] == KUBERNETES:

@@ -67,6 +67,8 @@ class QueueStatus:
     desired_workers: int | None = None
     desired_reason: str = ""
     configured: bool = False
+    #: a parsed DAG has a task on this queue (False for a listed queue nothing uses: a typo?)
+    used_by_dags: bool = True
     min_workers: int | None = None
     max_workers: int | None = None
     max_tasks_per_worker: int | None = None
