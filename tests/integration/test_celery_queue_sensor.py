@@ -36,26 +36,32 @@ with DAG("drain_wait", schedule=None):
     def after():
         note("after ran")
 
+    @task
+    def after_slow():
+        note("after_slow ran")
+
+    # One sensor watches the whole queue, one only the slow task; both run on that queue.
     wait = CeleryQueueSensor(task_id="wait", celery_queue={busy!r}, queue={busy!r}, poke_interval=0.3,
                              timeout=60)
-    {wait_target}
-    # The slow task must be running at the sensor's first poke, or there is nothing to wait for.
+    wait_for_slow = CeleryQueueSensor(task_id="wait_for_slow", celery_queue={busy!r}, target_task_id="slow",
+                                      queue={busy!r}, poke_interval=0.3, timeout=60)
+    # The slow task must be running at the sensors' first poke, or there is nothing to wait for.
     slow_started = PythonSensor(task_id="slow_started", poke_interval=0.1, timeout=30,
                                 python_callable=lambda: "slow started" in open(LEDGER).read())
     slow()
-    slow_started >> wait >> after()
+    slow_started >> [wait, wait_for_slow]
+    wait >> after()
+    wait_for_slow >> after_slow()
 """
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("target", [None, "slow"])
-def test_the_sensor_waits_until_the_queue_has_drained(crossdock_home, monkeypatch, target):
+def test_the_sensors_wait_until_the_queue_or_their_target_has_drained(crossdock_home, monkeypatch):
     require_service("redis")
     busy, default = f"busy-{uuid.uuid4().hex[:8]}", f"default-{uuid.uuid4().hex[:8]}"
     ledger = crossdock_home / "ledger.txt"
-    wait_target = f"wait.target_task_id = {target!r}" if target else ""
     folder = use_dag_files(crossdock_home, monkeypatch,
-                           {"drain_wait.py": DAG.format(ledger=str(ledger), busy=busy, wait_target=wait_target)},
+                           {"drain_wait.py": DAG.format(ledger=str(ledger), busy=busy)},
                            CORE__EXECUTOR="CeleryExecutor", CORE__DEFAULT_QUEUE=default,
                            CELERY__BROKER_URL=f"{REDIS_URL}/4", SCHEDULER__MAX_LOOP_SLEEP="0.02")
     ledger.touch()
@@ -68,7 +74,9 @@ def test_the_sensor_waits_until_the_queue_has_drained(crossdock_home, monkeypatc
     state, tis = run_states("drain_wait")
     assert state == "success", {t: ti.state for t, ti in tis.items()}
     lines = ledger.read_text().splitlines()
-    assert lines.count("slow finished") == 1 and lines.count("after ran") == 1
+    assert lines.count("slow finished") == 1 and lines.count("after ran") == 1 and lines.count("after_slow ran") == 1
     assert lines.index("slow finished") < lines.index("after ran")
-    rescheduled = [t for t in transitions if t[0] == "wait" and t[3] == "up_for_reschedule"]
-    assert rescheduled, "the sensor never had to wait"
+    assert lines.index("slow finished") < lines.index("after_slow ran")
+    for sensor in ("wait", "wait_for_slow"):
+        assert any(t[0] == sensor and t[3] == "up_for_reschedule" for t in transitions), \
+            f"{sensor} never had to wait"
