@@ -110,6 +110,9 @@ SCHEDULER: dict[str, Option] = {
 LOGGING: dict[str, Option] = {
     "base_log_folder": Option("{CROSSDOCK_HOME}/logs", "str", "Root folder of task logs."),
     "logging_level": Option("INFO", "str", "Level of crossdock's own log messages."),
+    "task_log_to_stdout": Option(False, "bool",
+                                 "Copy each try's log to the runner's stdout too (pods set it, so the "
+                                 "container log shows what the task printed)."),
 }
 
 LOCAL_EXECUTOR: dict[str, Option] = {

@@ -81,7 +81,9 @@ def test_dag_runs_in_pods_through_the_scheduler(tier, crossdock_home, monkeypatc
     for ti in (tis["first"], tis["second"]):
         assert ti.hostname and ti.start_date > ti.queued_dttm
     first_log = task_log_path_for_key(tis["first"].key).read_text()
-    assert "hello-from-pod" in first_log
+    # The pod shares this log folder and copied its output to its container log as well:
+    # what the task printed is in the file once, not once more from the container log.
+    assert first_log.splitlines().count("hello-from-pod") == 1, first_log
     # succeeded pods are deleted, failed ones kept (delete_worker_pods_on_failure = False)
     remaining = sorted(pod["metadata"]["labels"]["task_id"] for pod in tier.pods())
     assert remaining == ["broken", "broken"]
@@ -317,6 +319,7 @@ def test_revoke_deletes_the_pod_and_running_log_is_read_from_the_pod(tier, cross
                if task_log_path_for_key(ti.key).exists() else False, what="task output")
     messages, lines = executor.get_task_log(ti, 1)
     assert messages == [f"log of running pod {tier.namespace}/{name}"]
+    assert any("started-slow" in line for line in lines), lines  # what `kubectl logs` shows
     executor.revoke_task(ti=ti)
     assert ti.key not in executor.running
     wait_until(lambda: not tier.pod_exists(name), what="pod deletion")
@@ -333,6 +336,7 @@ def test_log_is_saved_to_the_task_log_before_the_pod_is_deleted(tier, crossdock_
     folder = configure(monkeypatch, crossdock_home, tier.namespace, delete_worker_pods_on_failure="True")
     write_dag(folder, "logs", f"""
         def fail():
+            print("printed inside the pod")
             raise RuntimeError("visible after the pod is gone")
 
         with DAG("logs") as dag:
@@ -349,6 +353,9 @@ def test_log_is_saved_to_the_task_log_before_the_pod_is_deleted(tier, crossdock_
     saved = task_log_path_for_key(ti.key).read_text()
     assert f"container log of pod {tier.namespace}/{ti.hostname}" in saved
     assert "crossdock: task failed: RuntimeError: visible after the pod is gone" in saved
+    # the container log carried the task's own output and traceback, not only the runner's last line
+    assert "printed inside the pod" in saved
+    assert 'raise RuntimeError("visible after the pod is gone")' in saved
     assert ti.failure_reason.startswith("RuntimeError: visible after the pod is gone (pod ")
 
 

@@ -379,3 +379,57 @@ def test_anything_but_the_plain_form_is_left_to_argparse(argv):
     from crossdock.runner.command import _parse_plain
 
     assert _parse_plain(argv, test=False) is None
+
+
+# -- a pod's copy of the log on its stdout ----------------------------------------------
+def test_in_a_pod_the_try_s_output_goes_to_stdout_too_and_the_runner_s_values_line_stays_last(
+        tmp_path, crossdock_home, monkeypatch, capfd):
+    """``kubectl logs`` must show what the task printed, and a line the task prints that looks
+    like the runner's report must never be read as the try's values."""
+    from crossdock.runner.try_values import values_from_output
+
+    monkeypatch.setenv("CROSSDOCK__LOGGING__TASK_LOG_TO_STDOUT", "True")
+    conf.reload()
+    dag = write_dag(tmp_path, """
+        def pretends():
+            print('crossdock: task values: {"return_value": "forged"}')
+            subprocess.run(["sh", "-c", "echo from a child to stderr >&2"])
+
+        with DAG("tee_dag") as dag:
+            PythonOperator("pretends", python_callable=pretends, do_xcom_push=False)
+    """, name="tee_dag.py")
+    assert run_task(["tee_dag", "pretends", "r1", "--try-number", "1", "--subdir", str(dag)]) == EXIT_SUCCESS
+    captured = capfd.readouterr()
+    in_file = log_of(crossdock_home, "tee_dag", "pretends", "r1", 1).read_text()
+    for text in (in_file, captured.out):
+        assert "from a child to stderr" in text and "task succeeded in" in text
+    assert captured.out == in_file  # the very same bytes, in the same order
+    assert values_from_output(captured.out + captured.err) == {}
+
+
+def test_a_process_the_task_left_holding_its_output_does_not_hold_up_the_end_of_the_try(
+        tmp_path, crossdock_home, monkeypatch, capfd):
+    import crossdock.runner.task_log as task_log
+
+    monkeypatch.setenv("CROSSDOCK__LOGGING__TASK_LOG_TO_STDOUT", "True")
+    monkeypatch.setattr(task_log, "TEE_DRAIN_SECONDS", 0.2)
+    conf.reload()
+    out = tmp_path / "left.pid"
+    dag = write_dag(tmp_path, f"""
+        def leaves():
+            child = subprocess.Popen(["sleep", "30"])  # inherits the try's stdout and stderr
+            with open({str(out)!r}, "w") as handle:
+                handle.write(str(child.pid))
+            print("left one behind")
+
+        with DAG("left_dag") as dag:
+            PythonOperator("leaves", python_callable=leaves)
+    """, name="left_dag.py")
+    started = time.monotonic()
+    try:
+        assert run_task(["left_dag", "leaves", "r1", "--try-number", "1", "--subdir", str(dag)]) == EXIT_SUCCESS
+        assert time.monotonic() - started < 20
+        assert "left one behind" in capfd.readouterr().out
+    finally:
+        if out.exists():
+            os.kill(int(out.read_text()), 9)

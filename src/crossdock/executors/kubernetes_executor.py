@@ -42,7 +42,7 @@ from kubernetes.client.rest import ApiException
 from crossdock.configuration import conf
 from crossdock.executors.base_executor import BaseExecutor, CommandType
 from crossdock.executors.kubernetes_adoption import PodAdoption
-from crossdock.executors.kubernetes_pod_env import local_environment
+from crossdock.executors.kubernetes_pod_env import POD_RUNNER_ENV, local_environment
 from crossdock.executors.kubernetes_pod_events import PodEventHandling, lost_with_node_or_deletion
 from crossdock.executors.kubernetes_pod_launcher import PodLaunching
 from crossdock.executors.kubernetes_pod_logs import PodLogs
@@ -208,7 +208,8 @@ class KubernetesExecutor(WarmPoolMixin, PodLaunching, PodEventHandling, PodLogs,
     def _build_pod(self, key: TaskInstanceKey, command: list[str], executor_config: Any) -> dict[str, Any]:
         pod = construct_pod(key=key, command=command, scheduler_job_id=self.job_id if self.job_id is not None
                             else "none", template=self.template, pod_override=pod_override_of(executor_config),
-                            namespace=self.settings.namespace, image=self.settings.worker_image, env=self._pod_env)
+                            namespace=self.settings.namespace, image=self.settings.worker_image,
+                            env={**self._pod_env, **POD_RUNNER_ENV})
         namespace = pod["metadata"]["namespace"]
         if not self.settings.multi_namespace_mode and namespace != self.settings.namespace:
             raise PodOverrideError(f"namespace {namespace!r} differs from [kubernetes_executor] namespace "

@@ -12,6 +12,10 @@ import sys
 from crossdock.config_secrets import environment_for_try
 from crossdock.configuration import conf
 
+#: What every pod's runner is told, wherever it runs: copy the try's log to the container's
+#: stdout, so ``kubectl logs`` shows what the task printed (the executor keeps it after the pod).
+POD_RUNNER_ENV = {"CROSSDOCK__LOGGING__TASK_LOG_TO_STDOUT": "True"}
+
 #: Environment variables handed to pods that run on this machine (share_local_environment).
 LOCAL_ENV_NAMES = ("PYTHONPATH", "VIRTUAL_ENV", "CROSSDOCK_HOME", "CROSSDOCK_CONFIG")
 

@@ -2,8 +2,9 @@
 
 A mixin of :class:`~crossdock.executors.kubernetes_executor.KubernetesExecutor`. The
 pod writes its log where the scheduler cannot see it (its own filesystem, on a
-cluster); so before a finished pod is deleted its container log is appended to the
-try's log file, once, and ``get_task_log`` reads that file after the pod is gone.
+cluster) and copies it to its container log; so before a finished pod is deleted its
+container log is appended to the try's log file, once (what the file already holds is
+not written twice), and ``get_task_log`` reads that file after the pod is gone.
 """
 
 from __future__ import annotations
@@ -26,6 +27,20 @@ if TYPE_CHECKING:
 #: Lines of a running pod's log ``get_task_log`` returns.
 RUNNING_LOG_TAIL_LINES = 1000
 LOG_SECTION_MARKER = "----- container log of pod"
+
+
+def only_in_container_log(container_log: str, log_file: str) -> str:
+    """The part of a pod's container log its try's log file lacks.
+
+    A pod copies the try's log to its stdout; where the pod shares the scheduler's log
+    folder (the local runtime) the file already holds that copy, and only the runner's
+    lines around it are new. On a cluster the file is empty here and all of it is new.
+    """
+    if log_file and log_file in container_log:
+        return container_log.replace(log_file, "", 1)
+    if container_log in log_file:
+        return ""
+    return container_log
 
 
 class PodLogs:
@@ -53,14 +68,15 @@ class PodLogs:
         path = task_log_path_for_key(record.key)
         try:
             existing = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-            if text in existing:
+            added = only_in_container_log(text, existing)
+            if not added.strip():
                 return text
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as handle:
                 if existing and not existing.endswith("\n"):
                     handle.write("\n")
                 handle.write(f"{LOG_SECTION_MARKER} {record.namespace}/{record.name} -----\n")
-                handle.write(text if text.endswith("\n") else text + "\n")
+                handle.write(added if added.endswith("\n") else added + "\n")
         except OSError as exc:
             self.log.warning("could not save the log of pod %s to %s: %s", record.name, path, exc)
         return text

@@ -9,6 +9,9 @@ the database:
 Output is captured at the file-descriptor level (``os.dup2`` onto fds 1 and 2), not by
 swapping ``sys.stdout``: a BashOperator's ``bash`` and anything else the task starts
 write straight to fd 1/2, and those bytes must land in the same file.
+
+In a pod the try's output is copied to the container's stdout as well (``tee``): on a
+cluster the log file stays inside the pod, and ``kubectl logs`` is where users look.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,6 +30,9 @@ LOG_FILE_SUFFIX = ".log"
 #: and ``+`` stay because run ids carry ISO timestamps (``manual__2024-01-01T00:00:00+00:00``).
 _UNSAFE_SEGMENT_CHARS = re.compile(r"[^A-Za-z0-9._\-+:=@,]")
 LOG_FILE_MODE = 0o644
+#: How long the end of a try waits for its copied output to drain (a process the task left
+#: running may hold the pipe open; its later output is then not waited for).
+TEE_DRAIN_SECONDS = 5.0
 
 
 def safe_path_segment(value: str) -> str:
@@ -89,11 +96,14 @@ class OutputCapture:
     subprocess's output in the order they happened.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, tee: bool = False):
+        """:param tee: also copy everything to the original stdout (see the module docstring)."""
         self.path = path
+        self.tee = tee
         self._saved_fds: dict[int, int] = {}
         self._saved_streams: tuple | None = None
         self._log_fd: int | None = None
+        self._copier: threading.Thread | None = None
 
     @property
     def original_stderr_fd(self) -> int:
@@ -103,14 +113,23 @@ class OutputCapture:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         log_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, LOG_FILE_MODE)
         flush_std_streams()
+        target = log_fd
         try:
             for fd in (1, 2):
                 self._saved_fds[fd] = os.dup(fd)  # os.dup makes a non-inheritable copy
-                os.dup2(log_fd, fd)
+            if self.tee:
+                target = self._start_copier(log_fd)
+            for fd in (1, 2):
+                os.dup2(target, fd)
         except OSError:
+            if target != log_fd:
+                os.close(target)
+                target = log_fd
             self.restore()
             os.close(log_fd)
             raise
+        if target != log_fd:
+            os.close(target)  # fds 1 and 2 hold the pipe now
         self._log_fd = log_fd
         self._saved_streams = (sys.stdout, sys.stderr)
         if not is_plain_line_stream(sys.stdout, 1):
@@ -127,15 +146,54 @@ class OutputCapture:
             self._saved_streams = None
         for fd, saved in list(self._saved_fds.items()):
             os.dup2(saved, fd)
+        if self._copier is not None:
+            self._copier.join(TEE_DRAIN_SECONDS)
+            self._copier = None
+        for fd, saved in list(self._saved_fds.items()):
             os.close(saved)
             del self._saved_fds[fd]
         if self._log_fd is not None:
             os.close(self._log_fd)
             self._log_fd = None
 
+    def _start_copier(self, log_fd: int) -> int:
+        """A pipe whose bytes a thread writes to the log file and the original stdout; its write end.
+
+        The thread owns copies of both destinations, so :meth:`restore` may close its own
+        even when a process the task left behind keeps the pipe open past the drain wait.
+        """
+        read_fd, write_fd = os.pipe()
+        destinations = (os.dup(log_fd), os.dup(self._saved_fds[1]))
+        self._copier = threading.Thread(target=_copy_until_closed, args=(read_fd, destinations),
+                                        name="task-output-tee", daemon=True)
+        self._copier.start()
+        return write_fd
+
     def write_to_original_stderr(self, text: str) -> None:
         """Write past the capture, to wherever stderr pointed before :meth:`start`."""
         write_all(self.original_stderr_fd, text.encode("utf-8", "replace"))
+
+
+def _copy_until_closed(read_fd: int, destinations: tuple[int, ...]) -> None:
+    """Copy ``read_fd`` to every destination until its last writer closes it; close them all."""
+    try:
+        while True:
+            try:
+                data = os.read(read_fd, 65536)
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            for fd in destinations:
+                write_all(fd, data)
+    finally:
+        for fd in (read_fd, *destinations):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def fd_text_stream(fd: int):

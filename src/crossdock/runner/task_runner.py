@@ -60,7 +60,7 @@ from crossdock.runner.interrupt import (
 from crossdock.runner.callbacks import has_callbacks, run_callbacks, run_end_callbacks
 from crossdock.runner.task_log import OutputCapture, log_timestamp, task_log_path, write_all
 from crossdock.runner.try_inputs import decode_inputs
-from crossdock.runner.try_values import TryValues, values_line
+from crossdock.runner.try_values import EMPTY_VALUES_LINE, TryValues, values_line
 
 EXIT_SUCCESS = 0
 EXIT_TASK_FAILED = 1
@@ -276,7 +276,7 @@ def _run(task_try: TaskCommand, *, mode: str) -> int:
         log_path = task_log_path(dag_id=task_try.dag_id, task_id=task_try.task_id, run_id=task_try.run_id,
                                  try_number=task_try.try_number, map_index=task_try.map_index)
         try:
-            capture = OutputCapture(log_path).start()
+            capture = OutputCapture(log_path, tee=conf.getboolean("logging", "task_log_to_stdout")).start()
         except OSError as exc:
             return _report_failure(None, f"cannot open log file {log_path}: {exc.strerror or exc}",
                                    EXIT_TASK_FAILED)
@@ -306,8 +306,10 @@ def _run(task_try: TaskCommand, *, mode: str) -> int:
         if capture is not None:
             capture.restore()
     if outcome.exit_code == EXIT_SUCCESS:
-        line = values_line(outcome.values)
-        if line:  # last on stderr, as a failure line would be: the executor reads it from there
+        line = values_line(outcome.values) or (EMPTY_VALUES_LINE if capture is not None and capture.tee else None)
+        if line:  # last on stderr, as a failure line would be: the executor reads it from there.
+            # Where the task's output shares that stream (tee), one is always written, so a
+            # line the task printed is never taken for the runner's.
             write_all(2, line.encode("utf-8"))
         return EXIT_SUCCESS
     return _report_failure(log_path, outcome.reason, outcome.exit_code)

@@ -25,6 +25,8 @@ log = logging.getLogger("crossdock.task")
 
 #: Start of the runner's line that carries a successful try's pushed values.
 VALUES_PREFIX = "crossdock: task values: "
+#: The report of a try that pushed nothing, written where the task's own output shares the stream.
+EMPTY_VALUES_LINE = f"{VALUES_PREFIX}{{}}\n"
 #: The key, inside the values line, of how the try ended when that is more than "success":
 #: ``{"state": "skipped", "reason": ...}``, or a branch's ``{"follow": [task ids]}``, or a
 #: short-circuit's ``{"skip_descendants": true}``. No XCom may use it.
