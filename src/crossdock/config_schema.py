@@ -122,6 +122,10 @@ LOCAL_EXECUTOR: dict[str, Option] = {
 
 EXECUTOR_ROUTING: dict[str, Option] = {
     "rules": Option("", "str", "Queue glob = executor pairs, checked in order (newline or comma separated)."),
+    "overflow": Option("", "str",
+                       "Rules '<queue glob> -> <executor> when <metric> <op> <number>[s|m] [and|or ...]' that "
+                       "move a task while its executor has a backlog; metrics queued/pending (tries handed "
+                       "over, not yet running) and oldest_wait/pending_wait (seconds). Empty: off."),
 }
 
 CELERY: dict[str, Option] = {

@@ -108,6 +108,10 @@ class BaseOperator(DependencyMixin):
     :param execution_timeout: a try running longer than this fails.
     :param executor_config: per-executor settings, e.g. ``{"pod_override": ...}`` for Kubernetes.
     :param executor: name of the executor to use instead of the queue-based choice.
+    :param overflow: whether ``[executor_routing] overflow`` may move the task to another
+        executor while its own has a backlog: True by any rule matching its queue, False
+        never; unset, only by a rule that names its queue exactly (and not when ``executor=``
+        pins it). See :mod:`crossdock.executors.overflow`.
     :param trigger_rule: when the task may run given its upstream states.
     :param doc: free text describing the task; ``doc_md``, ``doc_rst``, ``doc_json`` and
         ``doc_yaml`` are kept as given too, as Airflow's documentation attributes.
@@ -153,6 +157,7 @@ class BaseOperator(DependencyMixin):
         execution_timeout: Duration | None = _NOTSET,
         executor_config: dict[str, Any] | None = _NOTSET,
         executor: str | None = _NOTSET,
+        overflow: bool | None = _NOTSET,
         trigger_rule: str = _NOTSET,
         doc: str | None = _NOTSET,
         do_xcom_push: bool = _NOTSET,
@@ -240,6 +245,9 @@ class BaseOperator(DependencyMixin):
         self.executor: str | None = pick("executor", executor, None)
         if self.executor is not None and not isinstance(self.executor, str):
             raise DagDefinitionError(f"{where}: executor must be an executor name, not {self.executor!r}")
+        self.overflow: bool | None = pick("overflow", overflow, None)
+        if self.overflow is not None and not isinstance(self.overflow, bool):
+            raise DagDefinitionError(f"{where}: overflow must be True, False or None, not {self.overflow!r}")
         self.trigger_rule: str = str(pick("trigger_rule", trigger_rule, DEFAULT_TRIGGER_RULE))
         if self.trigger_rule not in TRIGGER_RULES:
             raise DagDefinitionError(f"{where}: trigger_rule {self.trigger_rule!r} is not one of "

@@ -123,6 +123,8 @@ def serialize_task(task: "BaseOperator", *, priority_weight: int | None = None) 
     }
     if is_empty_task(task):
         data["empty"] = True
+    if getattr(task, "overflow", None) is not None:  # stored only when set, as below
+        data["overflow"] = task.overflow
     if getattr(task, "mapped_spec", None):  # a mapped task: how the scheduler expands it
         data["mapped"] = task.mapped_spec
     if getattr(task, "external_watch", None):  # an ExternalTaskSensor: what the scheduler looks up
@@ -244,6 +246,8 @@ class SerializedTask:
     depends_on_past: bool = False
     wait_for_downstream: bool = False
     max_active_tis_per_dag: int | None = None
+    #: ``overflow=`` of the task: may overflow rules move it (None: only by a rule naming its queue).
+    overflow: bool | None = None
     #: An ExternalTaskSensor's watched DAG, task and delta (see crossdock.dag.sensors).
     external_watch: dict | None = None
     #: A mapped task's inputs: each a literal list's length or the (task_id, key) of its XCom list.
@@ -272,6 +276,7 @@ class SerializedTask:
             depends_on_past=bool(data.get("depends_on_past", False)),
             wait_for_downstream=bool(data.get("wait_for_downstream", False)),
             max_active_tis_per_dag=data.get("max_active_tis_per_dag"),
+            overflow=data.get("overflow"),
             external_watch=data.get("external_watch"),
             mapped=data.get("mapped"),
         )

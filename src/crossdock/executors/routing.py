@@ -12,16 +12,23 @@ is the rule it starts from, so the seed's configuration needs no rules at all::
         isolated = KubernetesExecutor
 
 (or ``CROSSDOCK__EXECUTOR_ROUTING__RULES="gpu-*=KubernetesExecutor,isolated=KubernetesExecutor"``).
+
+``[executor_routing] overflow`` (see :mod:`crossdock.executors.overflow`) may then move a
+task elsewhere while the executor it was routed to has a backlog.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
 from crossdock.configuration import ConfigError, conf
 from crossdock.executor_names import names_answered_to
+from crossdock.executors.overflow import (
+    Backlogs, OverflowRule, check_overflow_rules, configured_overflow_rules, first_spill,
+)
 
 if TYPE_CHECKING:
     from crossdock.executors.base_executor import BaseExecutor
@@ -92,7 +99,8 @@ class ExecutorRouter:
     indexed here and nowhere else.
     """
 
-    def __init__(self, executors: "list[BaseExecutor]", rules: "list[RoutingRule] | None" = None):
+    def __init__(self, executors: "list[BaseExecutor]", rules: "list[RoutingRule] | None" = None,
+                 overflow: "list[OverflowRule] | None" = None):
         if not executors:
             raise ValueError("a scheduler needs at least one executor")
         self.default = executors[0]
@@ -108,6 +116,8 @@ class ExecutorRouter:
                 self._names.setdefault(child, (executor, child))
         self.rules = configured_rules() if rules is None else rules
         check_rules(self.rules, self._names)
+        self.overflow_rules = configured_overflow_rules() if overflow is None else overflow
+        check_overflow_rules(self.overflow_rules, self._names)
 
     def route(self, queue: str | None, named: str | None) -> Route | None:
         """The route of a task with this queue and ``executor=``; None for an unknown name."""
@@ -122,6 +132,28 @@ class ExecutorRouter:
                                      f"queue {queue!r} matched [executor_routing] rule {rule.pattern!r} = {rule.executor}")
         return self._resolve((self.default, self.default.name or type(self.default).__name__), queue,
                              f"queue {queue!r}: no [executor_routing] rule matched, the default executor")
+
+    def overflow(self, route_: Route, queue: str | None, *, overflow: bool | None, pinned: bool,
+                 backlogs: Backlogs, now: datetime) -> Route:
+        """``route_``, or where the first overflow rule that holds now moves the task instead.
+
+        :param overflow: the task's ``overflow=`` (None when not set).
+        :param pinned: the task names its own ``executor=``.
+        """
+        if not self.overflow_rules:
+            return route_
+
+        def target(rule: OverflowRule) -> Route:
+            return self._resolve(self._names[rule.target], queue, "")
+
+        spill = first_spill(self.overflow_rules, queue=queue, source=route_.name, overflow=overflow, pinned=pinned,
+                            backlogs=backlogs, now=now, lands_on=lambda rule: target(rule).name)
+        if spill is None:
+            return route_
+        rule, held = spill
+        moved = target(rule)
+        return Route(moved.executor, moved.name, f"overflow: queue {queue!r} {held} on {route_.name} "
+                                                 f"(rule {rule.text!r}); {moved.name} instead of {route_.name}")
 
     def owner_of(self, ti: "TaskInstance") -> "BaseExecutor":
         """The executor holding a try already sent: by the name recorded on it, else by routing."""

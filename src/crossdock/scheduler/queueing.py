@@ -8,6 +8,10 @@ the executor and the reason are recorded on the task instance with its ``queued`
 so ``tasks states-for-dag-run`` can say why a task ran where it did and a hybrid executor
 hands the try to the child it was routed to without deciding again.
 
+``[executor_routing] overflow`` rules may move a try away from a backlogged executor; the
+backlogs are read from the table at most once a step (only when some rule exists and a
+task is routed) and counted on as tries go out, so a burst stops filling one side at the limit.
+
 A task naming a pool the scheduler has not seen makes it read the pools again (once a
 step) before failing the task, so a pool created just before a trigger is used at once.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Iterator
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from crossdock.database import create_session, describe_db_error
 from crossdock.executors.base_executor import BaseExecutor
+from crossdock.executors.overflow import Backlogs
 from crossdock.executors.routing import ExecutorRouter, Route
 from crossdock.models import Pool, TaskInstance
 from crossdock.runner.command import task_run_command
@@ -64,6 +70,7 @@ class TaskQueuer:
         full: set[int] = set()
         pools_reread = False
         executor_count = len(self.executors) or 1
+        backlogs = Backlogs(self._queued_tries)
         while table.has_ready() and limits.total < limits.parallelism and len(full) < executor_count:
             item, entry = table.pop_ready()
             if entry is None:
@@ -76,7 +83,11 @@ class TaskQueuer:
                                 routing_reason="EmptyOperator: succeeded in the scheduler, no try was sent")
                 queued += 1
                 continue
-            route = self.router.route(ti.queue, task.executor if task is not None else ti.executor)
+            named = task.executor if task is not None else ti.executor
+            route = self.router.route(ti.queue, named)
+            if route is not None and self.router.overflow_rules:
+                route = self.router.overflow(route, ti.queue, overflow=getattr(task, "overflow", None),
+                                             pinned=bool(named), backlogs=backlogs, now=now)
             if route is None:
                 table.set_state(run, ti, S.FAILED, end_date=now, start_date=now, duration=0.0,
                                 failure_reason=f"executor {ti.executor!r} is not configured in [core] executor")
@@ -108,6 +119,8 @@ class TaskQueuer:
                 held_back.append(item)
                 continue
             self._send(run, ti, route, now)
+            if ti.state == S.QUEUED:
+                backlogs.add(route.name, ti.queue, now)
             queued += 1
         table.hold_back(held_back)
         return queued
@@ -121,6 +134,14 @@ class TaskQueuer:
         except SQLAlchemyError as exc:
             log.error("could not read the pools: %s", describe_db_error(exc))
             return known
+
+    def _queued_tries(self) -> Iterator[tuple[str | None, str | None, datetime | None]]:
+        """(executor name, queue, queued at) of every try handed over and not yet running."""
+        for ti_id in self.table.queued_ids:
+            entry = self.table.by_id(ti_id)
+            if entry is not None:
+                ti = entry[1]
+                yield ti.executor, ti.queue, ti.queued_dttm
 
     def _task_busy(self, ti: TaskInstance) -> int:
         """Queued or running instances of ``ti``'s task over all active runs of its DAG."""
