@@ -10,8 +10,17 @@ OUTPUT = Arg(("-o", "--output"), {"choices": OUTPUT_FORMATS, "default": "table",
 DAG_ID = Arg(("dag_id",), {"help": "the DAG id"})
 TASK_ID = Arg(("task_id",), {"help": "the task id"})
 RUN_ID = Arg(("run_id",), {"help": "the DAG run id"})
+RUNS_AROUND = [Arg(("--include-past",), {"action": "store_true",
+                                          "help": "with --run-id: also the runs before it (by logical date)"}),
+               Arg(("--include-future",), {"action": "store_true",
+                                            "help": "with --run-id: also the runs after it (by logical date)"})]
+MAP_INDEXES = Arg(("--map-index",), {"type": int, "action": "append", "dest": "map_indexes", "metavar": "N",
+                                     "help": "only this element of a mapped task (repeat for more)"})
 MARK_RELATIVES = [Arg(("--downstream",), {"action": "store_true", "help": "also mark every task downstream"}),
-                  Arg(("--upstream",), {"action": "store_true", "help": "also mark every task upstream"})]
+                  Arg(("--upstream",), {"action": "store_true", "help": "also mark every task upstream"}),
+                  Arg(("--include-past",), {"action": "store_true", "help": "also in the runs before this one"}),
+                  Arg(("--include-future",), {"action": "store_true", "help": "also in the runs after this one"}),
+                  MAP_INDEXES]
 SUBDIR = Arg(("-S", "--subdir"), {"help": "DAG file or folder (default: [core] dags_folder)"})
 YES = Arg(("-y", "--yes"), {"action": "store_true", "help": "do not ask for confirmation"})
 
@@ -112,7 +121,7 @@ TASKS = GroupCommand("tasks", "Run, test and inspect task instances", [
                       Arg(("-f", "--only-failed"), {"action": "store_true",
                                                     "help": "only failed and upstream_failed task instances"}),
                       Arg(("-r", "--only-running"), {"action": "store_true", "help": "only running task instances"}),
-                      YES]),
+                      *RUNS_AROUND, MAP_INDEXES, YES]),
     ActionCommand("mark-success", "Mark a task instance success (its try is stopped; failed tasks "
                                   "downstream run again)", lazy("crossdock.cli.tasks_command.mark_success"),
                   [DAG_ID, TASK_ID, RUN_ID, *MARK_RELATIVES]),

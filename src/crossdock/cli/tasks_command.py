@@ -169,7 +169,8 @@ def clear(args) -> int:
 
     options = dict(task_regex=args.task_regex, run_id=args.run_id, start_date=args.start_date,
                    end_date=args.end_date, downstream=args.downstream, upstream=args.upstream,
-                   only_failed=args.only_failed, only_running=args.only_running)
+                   only_failed=args.only_failed, only_running=args.only_running, include_past=args.include_past,
+                   include_future=args.include_future, map_indexes=args.map_indexes)
     ensure_migrated()
     planned = clear_task_instances(args.dag_id, dry_run=True, **options)
     if not planned:
@@ -195,7 +196,8 @@ def _mark(args, state: str) -> int:
     from crossdock.operations.marking import mark_task_instances
 
     rows = mark_task_instances(args.dag_id, run_id=args.run_id, task_ids=[args.task_id], state=state,
-                               downstream=args.downstream, upstream=args.upstream)
+                               downstream=args.downstream, upstream=args.upstream, past=args.include_past,
+                               future=args.include_future, map_indexes=args.map_indexes)
     if not rows:
         print(f"nothing to mark: the task instances are {state} already")
         return 0

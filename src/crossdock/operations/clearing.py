@@ -28,7 +28,8 @@ def clear_task_instances(dag_id: str, *, task_ids: Iterable[str] | str | None = 
                          run_id: str | None = None, start_date: datetime | str | None = None,
                          end_date: datetime | str | None = None, downstream: bool = False, upstream: bool = False,
                          only_failed: bool = False, only_running: bool = False,
-                         dry_run: bool = False) -> list[dict[str, Any]]:
+                         include_past: bool = False, include_future: bool = False,
+                         map_indexes: Iterable[int] | None = None, dry_run: bool = False) -> list[dict[str, Any]]:
     """Clear task instances of ``dag_id``; one dict per task instance cleared (its state before).
 
     :param task_ids: these tasks; :param task_regex: the tasks whose id it matches
@@ -38,6 +39,9 @@ def clear_task_instances(dag_id: str, *, task_ids: Iterable[str] | str | None = 
     :param downstream: / :param upstream: also every task downstream / upstream of those.
     :param only_failed: only task instances that failed or are upstream_failed;
         :param only_running: only running ones; both: either.
+    :param include_past: / :param include_future: with ``run_id``, also the runs before /
+        after it (by logical date).
+    :param map_indexes: only these elements of a mapped task (None: every one).
     :param dry_run: change nothing, only say what would be cleared.
 
     Each dict also says how the change was delivered (see :func:`report`).
@@ -51,8 +55,10 @@ def clear_task_instances(dag_id: str, *, task_ids: Iterable[str] | str | None = 
         dag = serialized_dag(session, dag_id)
         chosen = select_task_ids(dag, task_ids=task_ids, task_regex=task_regex, upstream=upstream,
                                  downstream=downstream)
-        runs = select_runs(session, dag_id, run_id=run_id, start_date=start, end_date=end)
-        tis = [ti for ti in select_task_instances(session, dag_id, runs, chosen, states=states)
+        runs = select_runs(session, dag_id, run_id=run_id, start_date=start, end_date=end,
+                           include_past=include_past, include_future=include_future)
+        tis = [ti for ti in select_task_instances(session, dag_id, runs, chosen, states=states,
+                                                  map_indexes=map_indexes)
                if ti.state is not None]
     if dry_run:
         return report(tis, CLEAR, [], Delivery(applied=False))

@@ -66,12 +66,23 @@ def select_task_ids(dag: SerializedDAG, *, task_ids: Iterable[str] | str | None 
 
 
 def select_runs(session: Session, dag_id: str, *, run_id: str | None = None, start_date: datetime | None = None,
-                end_date: datetime | None = None) -> list[DagRun]:
-    """One run by id, or the runs whose logical date lies in ``[start_date, end_date]`` (all when open)."""
+                end_date: datetime | None = None, include_past: bool = False,
+                include_future: bool = False) -> list[DagRun]:
+    """One run by id, or the runs whose logical date lies in ``[start_date, end_date]`` (all when open).
+
+    ``include_past`` / ``include_future`` (Airflow's Past / Future) widen one run to every
+    run of the DAG whose logical date is on or before / on or after its own.
+    """
     if start_date and end_date and start_date > end_date:
         raise BadRequest(f"the start date {start_date.isoformat()} is after the end date {end_date.isoformat()}")
+    if (include_past or include_future) and run_id is None:
+        raise BadRequest("include_past and include_future are relative to one run: name the run")
     if run_id is not None:
         run = dag_run(session, dag_id, run_id)
+        if include_past or include_future:
+            return select_runs(session, dag_id,
+                               start_date=_later(start_date, None if include_past else run.logical_date),
+                               end_date=_earlier(end_date, None if include_future else run.logical_date))
         if (start_date and run.logical_date < start_date) or (end_date and run.logical_date > end_date):
             return []
         return [run]
@@ -83,14 +94,26 @@ def select_runs(session: Session, dag_id: str, *, run_id: str | None = None, sta
     return list(session.scalars(query))
 
 
+def _later(one: datetime | None, other: datetime | None) -> datetime | None:
+    return max((d for d in (one, other) if d is not None), default=None)
+
+
+def _earlier(one: datetime | None, other: datetime | None) -> datetime | None:
+    return min((d for d in (one, other) if d is not None), default=None)
+
+
 def select_task_instances(session: Session, dag_id: str, runs: list[DagRun], task_ids: set[str], *,
-                          states: set[str | None] | None = None) -> list[TaskInstance]:
-    """The task instances of ``task_ids`` in ``runs`` (in ``states`` when given), by run then task."""
+                          states: set[str | None] | None = None,
+                          map_indexes: Iterable[int] | None = None) -> list[TaskInstance]:
+    """The task instances of ``task_ids`` in ``runs`` (in ``states``, of ``map_indexes`` when
+    given: one element of a mapped task), by run then task."""
     if not runs or not task_ids:
         return []
     order = {run.run_id: index for index, run in enumerate(runs)}
     query = select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id.in_(list(order)),
                                        TaskInstance.task_id.in_(sorted(task_ids)))
+    if map_indexes is not None:
+        query = query.where(TaskInstance.map_index.in_(sorted(set(map_indexes))))
     tis = [ti for ti in session.scalars(query) if states is None or ti.state in states]
     return sorted(tis, key=lambda ti: (order[ti.run_id], ti.task_id, ti.map_index))
 

@@ -89,24 +89,35 @@ def _references(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @router.post("/dags/{dag_id}/clearTaskInstances", response_model=TaskInstanceReferenceCollection,
              summary="Clear task instances so they run again (dry_run, the default, only lists them)")
 def clear(dag_id: str, body: ClearTaskInstances):
-    if body.include_future or body.include_past:
-        raise ApiError(400, "include_future and include_past are not offered; give start_date and end_date instead")
     rows = clear_task_instances(
         dag_id, task_ids=body.task_ids or None, run_id=body.dag_run_id or None,
         start_date=iso_datetime(body.start_date, what="start_date"),
         end_date=iso_datetime(body.end_date, what="end_date"), downstream=body.include_downstream,
         upstream=body.include_upstream, only_failed=body.only_failed, only_running=body.only_running,
-        dry_run=body.dry_run)
+        include_past=body.include_past, include_future=body.include_future, dry_run=body.dry_run)
     return {"task_instances": _references(rows)}
 
 
 @router.patch(RUN + "/taskInstances/{task_id}", response_model=TaskInstanceMarked,
               summary="Mark a task instance success or failed (its running try is stopped)")
 def mark(dag_id: str, dag_run_id: str, task_id: str, body: TaskInstancePatch):
+    return _mark(dag_id, dag_run_id, task_id, body, map_indexes=None)
+
+
+@router.patch(RUN + "/taskInstances/{task_id}/{map_index}", response_model=TaskInstanceMarked,
+              summary="Mark one element of a mapped task success or failed")
+def mark_mapped(dag_id: str, dag_run_id: str, task_id: str, map_index: Annotated[int, Path(ge=-1, le=MAX_INT)],
+                body: TaskInstancePatch):
+    return _mark(dag_id, dag_run_id, task_id, body, map_indexes=[map_index])
+
+
+def _mark(dag_id: str, dag_run_id: str, task_id: str, body: TaskInstancePatch, *, map_indexes: list[int] | None):
     if body.dry_run:
         raise ApiError(400, "dry_run is not offered for marking; read the task instance instead")
     rows = _references(mark_task_instances(dag_id, run_id=dag_run_id, task_ids=[task_id], state=body.new_state,
-                                           downstream=body.include_downstream, upstream=body.include_upstream))
+                                           downstream=body.include_downstream, upstream=body.include_upstream,
+                                           past=body.include_past, future=body.include_future,
+                                           map_indexes=map_indexes))
     named = next((row for row in rows if row["task_id"] == task_id), None)
     if named is None:  # it was in that state already (only relatives changed, or nothing)
         named = {"task_id": task_id, "dag_id": dag_id, "dag_run_id": dag_run_id,

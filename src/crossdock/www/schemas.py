@@ -186,6 +186,8 @@ class TaskInstancePatch(Body):
     new_state: Literal["success", "failed"]
     include_upstream: bool = Field(False, description="crossdock: also the tasks upstream")
     include_downstream: bool = Field(False, description="crossdock: also the tasks downstream")
+    include_past: bool = Field(False, description="crossdock: also in the runs before this one")
+    include_future: bool = Field(False, description="crossdock: also in the runs after this one")
 
 
 class Task(Model):
