@@ -88,8 +88,8 @@ def hostname(executor, history):
 
 
 def ready_warm(executor, count):
-    wait_until(lambda: sum(1 for warm in executor.warm_pods() if warm.running) >= count, step=executor.sync,
-               what=f"{count} running warm pods")
+    wait_until(lambda: sum(1 for warm in executor.warm_pods() if warm.ready) >= count, step=executor.sync,
+               what=f"{count} ready warm pods")
 
 
 def warm_pods_in(tier):
@@ -136,7 +136,7 @@ def test_warm_pod_killed_before_assignment_is_replaced_and_no_task_fails(tier, r
     ready_warm(executor, 1)
     victim = executor.warm_pods()[0].name
     assert tier.kill(victim)
-    wait_until(lambda: any(w.running and w.name != victim for w in executor.warm_pods()), step=executor.sync,
+    wait_until(lambda: any(w.ready and w.name != victim for w in executor.warm_pods()), step=executor.sync,
                what="a replacement warm pod")
     assert victim not in {w.name for w in executor.warm_pods()}
     after = run_tasks(executor, ["after"], events)["after"]
@@ -255,3 +255,25 @@ def test_a_try_in_a_warm_pod_is_adopted_by_a_new_scheduler_and_runs_once(tier, r
     wait_until(lambda: outcome.get(ti.key, (None,))[0] == S.SUCCESS, step=step, what="the adopted try's success")
     assert ledger.read_text().split().count(name) == 1
     successor.end()
+
+
+def test_a_running_pod_is_offered_only_once_it_says_on_its_log_that_it_is_ready(tier):
+    """Running is not ready: a warm pod is still importing then, and a try handed to it would wait."""
+    from crossdock.executors.kubernetes_warm_readiness import ReadinessFollower
+    from crossdock.kubernetes.warm_profile import READY_LINE
+
+    def pod(name, script):
+        tier.core.create_namespaced_pod(tier.namespace, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "base", "image": "crossdock/test:1", "command": ["sh", "-c", script]}]}})
+        return ReadinessFollower(tier.core, name=name, namespace=tier.namespace, give_up_after=30)
+
+    slow = pod("slow-to-ready", f"echo importing; sleep 1.5; echo '{READY_LINE}' >&2; sleep 30")
+    never = pod("never-ready", "echo still importing; sleep 30")
+    wait_until(lambda: tier.core.read_namespaced_pod("slow-to-ready", tier.namespace).status.phase == "Running",
+               what="the pod running")
+    assert not slow.is_ready
+    wait_until(lambda: slow.is_ready, what="the ready line read from the pod's log")
+    assert not never.is_ready
+    never.cancel()

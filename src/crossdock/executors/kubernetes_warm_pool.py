@@ -11,8 +11,8 @@ is done, so the replacement's start does not compete with that try for the CPU),
 profiles together at most ``warm_pool_max``, and only while tries plus warm pods stay within the executor's
 parallelism (warm pods use idle capacity; they never keep a try from being queued).
 
-Assignment, exactly once. Before a queued launch is created cold, a ready (Running) warm
-pod of its profile, if any, is taken out of the pool - so it is never offered again - and
+Assignment, exactly once. Before a queued launch is created cold, a ready warm pod of its
+profile (Running, and it said so on its log: :mod:`~crossdock.executors.kubernetes_warm_readiness`), if any, is taken out of the pool - so it is never offered again - and
 patched with the try's assignment at the resourceVersion last seen without one. Then:
 
 * the patch lands: the pod is the try's pod (same record, same watcher, same adoption);
@@ -46,6 +46,7 @@ import urllib3
 from kubernetes.client.rest import ApiException
 
 from crossdock.executors.kubernetes_pods import PodLaunch, PodRecord, api_message
+from crossdock.executors.kubernetes_warm_readiness import ReadinessFollower
 from crossdock.kubernetes.kube_watcher import DELETED, PodEvent
 from crossdock.kubernetes.pod_generator import BASE_CONTAINER_NAME, annotations_to_key
 from crossdock.kubernetes.warm_profile import (
@@ -77,6 +78,12 @@ class WarmPod:
     created_at: float
     resource_version: str | None = None
     running: bool = False
+    #: Follows the pod's log until it says it can take a task (None in tests that build one by hand).
+    readiness: ReadinessFollower | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.running and self.readiness is not None and self.readiness.is_ready
 
 
 @dataclass
@@ -160,9 +167,8 @@ class WarmPoolMixin:
     def _take_ready(self, profile: str) -> WarmPod | None:
         limit = time.monotonic() - self.settings.warm_pod_idle_seconds
         for where, warm in self._warm.items():
-            if warm.profile == profile and warm.running and warm.resource_version and warm.created_at > limit:
-                del self._warm[where]  # taken: never offered to another try, whatever happens next
-                return warm
+            if warm.profile == profile and warm.ready and warm.resource_version and warm.created_at > limit:
+                return self._forget_warm(where)  # taken: never offered to another try, whatever happens next
         return None
 
     def _assign(self, warm: WarmPod, launch: PodLaunch) -> bool:
@@ -223,7 +229,7 @@ class WarmPoolMixin:
         limit = now - self.settings.warm_pod_idle_seconds
         for where, warm in list(self._warm.items()):
             if warm.created_at <= limit:
-                del self._warm[where]
+                self._forget_warm(where)
                 self.log.info("warm pod %s/%s idle for %.0f s; deleting it", warm.namespace, warm.name,
                               now - warm.created_at)
                 self._delete_pod(warm.name, warm.namespace, grace_seconds=0)
@@ -271,8 +277,17 @@ class WarmPoolMixin:
         self._warm[(meta["namespace"], meta["name"])] = WarmPod(
             name=meta["name"], namespace=meta["namespace"], profile=key, created_at=now,
             resource_version=(created.get("metadata") or {}).get("resourceVersion"),
-            running=(created.get("status") or {}).get("phase") == "Running")
+            running=(created.get("status") or {}).get("phase") == "Running",
+            readiness=ReadinessFollower(self.core, name=meta["name"], namespace=meta["namespace"],
+                                        give_up_after=self.settings.warm_pod_idle_seconds))
         return True
+
+    def _forget_warm(self, where: tuple[str, str]) -> WarmPod:
+        """Take a warm pod out of the pool and stop following its log."""
+        warm = self._warm.pop(where)
+        if warm.readiness is not None:
+            warm.readiness.cancel()
+        return warm
 
     # -- what the watchers saw -------------------------------------------------------------------
     def _apply_pod_event(self, event: PodEvent) -> None:
@@ -285,7 +300,7 @@ class WarmPoolMixin:
         phase = ((event.pod or {}).get("status") or {}).get("phase")
         if event.kind == DELETED or phase in ("Succeeded", "Failed") or meta.get("deletionTimestamp") \
                 or assignment_of(event.pod or {}) is not None:
-            del self._warm[where]
+            self._forget_warm(where)
             self.log.info("warm pod %s/%s ended before it was assigned (%s); it will be replaced", where[0], where[1],
                           "deleted" if event.kind == DELETED else phase)
             if event.kind != DELETED and assignment_of(event.pod or {}) is None:
@@ -298,14 +313,14 @@ class WarmPoolMixin:
         present = event.present or frozenset()
         for where, warm in list(self._warm.items()) if self.warm_enabled else []:
             if event.namespace in (None, where[0]) and where not in present and self._gone(warm):
-                del self._warm[where]  # vanished while unwatched (one created after the list is still there)
+                self._forget_warm(where)  # vanished while unwatched (one created after the list is still there)
         super()._check_vanished(event)  # type: ignore[misc]
 
     def _drop_warm_pods(self) -> None:
         """Delete every unassigned warm pod (the executor stops; a next one would not use them)."""
         if not self.warm_enabled:
             return
-        for warm in list(self._warm.values()):
+        for where, warm in list(self._warm.items()):
+            self._forget_warm(where)
             self._delete_pod(warm.name, warm.namespace, grace_seconds=0)
-        self._warm.clear()
         self._profiles.clear()

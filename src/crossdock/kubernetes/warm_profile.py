@@ -47,6 +47,9 @@ WARM_COMMAND = ("python", "-m", "crossdock.runner.warm_pod")
 POD_NAME_ENV = "CROSSDOCK_POD_NAME"
 POD_NAMESPACE_ENV = "CROSSDOCK_POD_NAMESPACE"
 IDLE_SECONDS_ENV = "CROSSDOCK_WARM_IDLE_SECONDS"
+#: What a warm pod prints on its log once an assignment would reach it; the executor offers it
+#: a task only after reading this (:mod:`crossdock.executors.kubernetes_warm_readiness`).
+READY_LINE = "crossdock warm pod: ready"
 #: Hex digits of the profile key (sha256) used as the key and in labels and names.
 PROFILE_KEY_LENGTH = 16
 #: Labels the executor sets on every try's pod; not part of a profile.

@@ -3,7 +3,8 @@
 ``python -m crossdock.runner.warm_pod`` is the ``base`` container's command of a warm pod
 (:mod:`crossdock.kubernetes.warm_profile`). It pays a pod's start-up ahead of need: the
 interpreter, crossdock, the runner and the built-in operators (not the user's DAG file,
-whose import belongs to the try). Then it watches its own pod object
+whose import belongs to the try). Then it says it is ready on its log (the executor offers it a task only after reading
+that) and watches its own pod object
 (``fieldSelector=metadata.name=<itself>``) with the client configured as the executor's
 is (``[kubernetes_executor]`` in_cluster / config_file; on a cluster the pod's service
 account, which needs only get/list/watch on pods of its namespace) until the executor
@@ -22,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 #: Exit code of a refused assignment (the runner's usage error).
 EXIT_REFUSED = 2
@@ -36,8 +37,18 @@ def _say(message: str) -> None:
     print(f"crossdock warm pod: {message}", file=sys.stderr, flush=True)
 
 
-def wait_for_assignment(core: Any, *, name: str, namespace: str, idle_seconds: float) -> list[str] | None:
-    """The command assigned to pod ``namespace/name``; None when idle too long or the pod is deleted."""
+def _say_ready(line: str) -> None:
+    """The line the executor waits for before it offers this pod a task."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def wait_for_assignment(core: Any, *, name: str, namespace: str, idle_seconds: float,
+                        on_watching: Callable[[], None] = lambda: None) -> list[str] | None:
+    """The command assigned to pod ``namespace/name``; None when idle too long or the pod is deleted.
+
+    ``on_watching`` is called once an assignment from then on is certain to be seen (the
+    pod's object was read and the watch will start at that version).
+    """
     from kubernetes import watch
 
     from crossdock.kubernetes.warm_profile import assignment_of
@@ -50,6 +61,8 @@ def wait_for_assignment(core: Any, *, name: str, namespace: str, idle_seconds: f
     pod = core.api_client.sanitize_for_serialization(listing.items[0])
     command = assignment_of(pod)
     version = listing.metadata.resource_version
+    if command is None:
+        on_watching()
     while command is None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -61,7 +74,7 @@ def wait_for_assignment(core: Any, *, name: str, namespace: str, idle_seconds: f
             raw = event.get("raw_object") or {}
             if event.get("type") == "ERROR":  # history compacted: list again
                 return wait_for_assignment(core, name=name, namespace=namespace,
-                                           idle_seconds=max(0.0, deadline - time.monotonic()))
+                                           idle_seconds=max(0.0, deadline - time.monotonic()))  # readiness was said already
             if event.get("type") == "DELETED" or (raw.get("metadata") or {}).get("deletionTimestamp"):
                 return None
             version = (raw.get("metadata") or {}).get("resourceVersion", version)
@@ -92,7 +105,7 @@ def run_assigned(command: list[str]) -> int:
 
 
 def main() -> int:
-    from crossdock.kubernetes.warm_profile import IDLE_SECONDS_ENV, POD_NAME_ENV, POD_NAMESPACE_ENV
+    from crossdock.kubernetes.warm_profile import IDLE_SECONDS_ENV, POD_NAME_ENV, POD_NAMESPACE_ENV, READY_LINE
 
     name = os.environ.get(POD_NAME_ENV) or os.environ.get("HOSTNAME", "")
     namespace = os.environ.get(POD_NAMESPACE_ENV, "default")
@@ -106,7 +119,7 @@ def main() -> int:
     api_client = get_kube_client()
     try:
         command = wait_for_assignment(client.CoreV1Api(api_client), name=name, namespace=namespace,
-                                      idle_seconds=idle)
+                                      idle_seconds=idle, on_watching=lambda: _say_ready(READY_LINE))
     finally:
         api_client.close()  # the try gets no API credentials from us
         del api_client

@@ -82,7 +82,7 @@ def proxy_pod_log(handler: "ApiHandler", namespace: str, name: str, query: dict[
                     break
                 handler._chunk(data)
             handler._end_stream()
-        except OSError:
+        except (OSError, http.client.HTTPException):  # either side cut the stream (a follow ended)
             handler.close_connection = True
     finally:
         connection.close()

@@ -23,6 +23,8 @@ from crossdock.kubernetes.local_runtime.auth import BearerAuth, client_token, lo
 from crossdock.kubernetes.local_runtime.http_server import QuietHTTPServer, QuietRequestHandler
 from crossdock.kubernetes.local_runtime.tls import server_context
 
+#: What Go's strconv.ParseBool reads as true, as the kubelet parses ``follow``.
+GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 #: Seconds between checks for new output while following a log.
 FOLLOW_POLL_SECONDS = 0.1
 READ_BLOCK = 65536
@@ -165,7 +167,7 @@ class _Handler(QuietRequestHandler):
             if waiting is None:
                 return self._reply(404, f'pod "{name}" in namespace "{namespace}" not found')
             return self._reply(400, f'container "{container}" in pod "{name}" is waiting to start: {waiting}')
-        follow = query.get("follow") in ("true", "1")
+        follow = query.get("follow") in GO_TRUE  # the official client sends "True"
         limit = int(query["limitBytes"]) if query.get("limitBytes") else None
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
