@@ -3,6 +3,13 @@
 The first shows, without a cluster, exactly the pod each task of a DAG would run in
 (template + pod_override + command), so a pod_override can be reviewed or fed to
 ``kubectl apply --dry-run``. The second removes worker pods nobody will look at again.
+
+Warm pods (``[kubernetes_executor] warm_pool_size``) are worker pods too: a finished one
+is deleted like any other, and an assigned one is its try's pod. An unassigned Running
+warm pod is a scheduler's pool and is kept - unless it is older than a live scheduler
+ever keeps one (``warm_pod_idle_seconds``, plus the margin after which the pod exits by
+itself, plus :data:`STALE_WARM_MARGIN_SECONDS`): then its scheduler is gone and the pod
+failed to exit, so it is deleted as stale.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from crossdock.executors.kubernetes_cli import (  # noqa: F401 - the commands ar
 #: Owner label value of pods generated for review, never created by a scheduler.
 GENERATED_JOB_LABEL = "generate-dag-yaml"
 FINISHED_PHASES = ("Succeeded", "Failed")
+#: Seconds past a warm pod's own exit time before ``cleanup-pods`` calls an unassigned one stale.
+STALE_WARM_MARGIN_SECONDS = 60.0
 
 
 # -- generate-dag-yaml ------------------------------------------------------------------------
@@ -94,18 +103,34 @@ def _created_at(pod: dict[str, Any]) -> datetime | None:
         return None
 
 
-def cleanup_reason(pod: dict[str, Any], *, min_pending: timedelta, now: datetime) -> str | None:
-    """Why ``pod`` should be deleted (Succeeded / Failed / Evicted / Pending too long), or None."""
+def stale_warm_age(idle_seconds: float) -> timedelta:
+    """Age past which an unassigned warm pod has outlived any live scheduler's pool (see the module docstring)."""
+    from crossdock.executors.kubernetes_warm_pool import SELF_EXIT_MARGIN_SECONDS
+
+    return timedelta(seconds=idle_seconds + SELF_EXIT_MARGIN_SECONDS + STALE_WARM_MARGIN_SECONDS)
+
+
+def cleanup_reason(pod: dict[str, Any], *, min_pending: timedelta, now: datetime,
+                   stale_warm: timedelta | None = None) -> str | None:
+    """Why ``pod`` should be deleted (Succeeded / Failed / Evicted / Pending too long / stale warm), or None.
+
+    :param stale_warm: age past which an unassigned Running warm pod is stale; None keeps them all.
+    """
+    from crossdock.kubernetes.warm_profile import assignment_of, is_warm
+
     status = pod.get("status") or {}
     phase, reason = status.get("phase"), status.get("reason")
     if reason == "Evicted":
         return "Evicted"
     if phase in FINISHED_PHASES:
         return phase
+    created = _created_at(pod)
     if phase == "Pending":
-        created = _created_at(pod)
         if created is not None and now - created > min_pending:
             return f"Pending for more than {int(min_pending.total_seconds() // 60)} minutes"
+    elif (stale_warm is not None and phase == "Running" and is_warm(pod) and assignment_of(pod) is None
+          and created is not None and now - created > stale_warm):
+        return f"unassigned warm pod older than {stale_warm.total_seconds():.0f} s: its scheduler is gone"
     return None
 
 
@@ -120,9 +145,11 @@ def cleanup_pods(args) -> int:
     if args.min_pending_minutes < MIN_PENDING_MINUTES_FLOOR:
         raise CliError(f"--min-pending-minutes must be at least {MIN_PENDING_MINUTES_FLOOR}, "
                        f"got {args.min_pending_minutes}")
-    namespace = args.namespace or KubeExecutorConfig.from_conf().namespace
+    settings = KubeExecutorConfig.from_conf()
+    namespace = args.namespace or settings.namespace
     core = client.CoreV1Api(get_kube_client())
     min_pending = timedelta(minutes=args.min_pending_minutes)
+    stale_warm = stale_warm_age(settings.warm_pod_idle_seconds)
     now = datetime.now(timezone.utc)
     deleted = 0
     token = None
@@ -133,7 +160,7 @@ def cleanup_pods(args) -> int:
                 kwargs["_continue"] = token
             listing = json.loads(core.list_namespaced_pod(namespace, _preload_content=False, **kwargs).data)
             for pod in listing.get("items") or []:
-                reason = cleanup_reason(pod, min_pending=min_pending, now=now)
+                reason = cleanup_reason(pod, min_pending=min_pending, now=now, stale_warm=stale_warm)
                 if reason is None:
                     continue
                 name = pod["metadata"]["name"]

@@ -4,6 +4,10 @@ The numbers are the queue monitor's (:mod:`crossdock.monitoring.queue_monitor`),
 once per print; the same ones feed the scheduler's metrics and the autoscaler. A source
 that does not answer (a broker down, no worker replying, no cluster) leaves its columns
 empty and is named under the table, while the scheduler-side numbers are still shown.
+
+Idle warm pods (``[kubernetes_executor] warm_pool_size``) get one row per profile under
+each Kubernetes queue's row, keyed by the first :data:`SHORT_PROFILE` characters of
+the profile (``-o json`` has the whole key); without warm pods there are no such rows.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from crossdock.cli.output import print_rows
 
 COLUMNS = ("queue", "executor", "waiting", "running", "broker", "workers", "free", "oldest_wait",
            "desired", "why")
+#: Characters of a warm pod profile's key shown in the table.
+SHORT_PROFILE = 8
 
 
 def _seconds(value: float | None) -> str:
@@ -41,6 +47,14 @@ def _row(status) -> dict[str, Any]:
     }
 
 
+def _warm_rows(status) -> list[dict[str, Any]]:
+    """One row per profile of idle warm pods, shown under the queue's own row."""
+    return [dict.fromkeys(COLUMNS, None) | {
+        "queue": f"  warm {warm.profile[:SHORT_PROFILE]}", "why": "",
+        "workers": f"warm pods: {warm.pending} pending, {warm.running} running"}
+        for warm in status.warm_pods]
+
+
 def _fit(rows: list[dict[str, Any]]) -> None:
     """Cut the last column so a row fits the terminal; ``-o json`` keeps the full text."""
     width = shutil.get_terminal_size((160, 24)).columns
@@ -58,7 +72,7 @@ def print_statuses(statuses, *, output: str, stream=None) -> None:
         json.dump([status.as_json() for status in statuses], stream, indent=2)
         stream.write("\n")
         return
-    rows = [_row(status) for status in statuses]
+    rows = [row for status in statuses for row in (_row(status), *_warm_rows(status))]
     if rows:
         _fit(rows)
     print_rows(rows, columns=COLUMNS, output="table", stream=stream)

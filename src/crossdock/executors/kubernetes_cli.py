@@ -49,7 +49,10 @@ def kubernetes_pod_commands() -> list[ActionCommand]:
             help="Delete finished, evicted and long-pending worker pods",
             description=("Deletes the KubernetesExecutor's worker pods in a namespace that are Succeeded, "
                          "Failed or Evicted, and those Pending for longer than --min-pending-minutes "
-                         f"(at least {MIN_PENDING_MINUTES_FLOOR}). The cluster is the one "
+                         f"(at least {MIN_PENDING_MINUTES_FLOOR}). Warm pods are kept while they wait in a "
+                         "scheduler's pool, and deleted as stale once unassigned for longer than any live "
+                         "scheduler keeps one ([kubernetes_executor] warm_pod_idle_seconds and a margin). "
+                         "The cluster is the one "
                          "[kubernetes_executor] in_cluster / config_file / cluster_context name."),
             func=f"{_PODS}.cleanup_pods",
             args=[

@@ -128,7 +128,10 @@ class SchedulerStateCollector(Collector):
                         "of each queue has waited.", ["queue"])
         errors = _gauge("crossdock_queue_read_errors", "Sources of each queue's numbers that could not be "
                         "read at the last refresh (broker, workers, pods).", ["queue"])
-        pods = _gauge("crossdock_pods", "crossdock's worker pods by phase.", ["phase"])
+        pods = _gauge("crossdock_pods", "crossdock's worker pods by phase (idle warm pods: crossdock_warm_pods).",
+                      ["phase"])
+        warm = _gauge("crossdock_warm_pods", "Idle (unassigned) warm pods by profile and phase; an assigned "
+                      "one is counted in crossdock_pods as its try's pod.", ["profile", "phase"])
         pods_seen = False
         for status in statuses:
             queue = status.queue
@@ -144,7 +147,12 @@ class SchedulerStateCollector(Collector):
                 pods_seen = True  # every crossdock pod is counted once, whichever queue shows it
                 pods.add_metric(["Pending"], status.pods_pending)
                 pods.add_metric(["Running"], status.pods_running or 0)
+                for count in status.warm_pods:
+                    warm.add_metric([count.profile, "Pending"], count.pending)
+                    warm.add_metric([count.profile, "Running"], count.running)
         yield from (tasks, broker, workers, free, desired, oldest, errors, pods)
+        if warm.samples:  # left out unless warm pods are there: no new series for those who never use them
+            yield warm
         age = monitor.age_seconds
         if age is not None:
             yield _single(_gauge("crossdock_queue_monitor_age_seconds",

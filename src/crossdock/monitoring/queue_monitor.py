@@ -1,11 +1,11 @@
 """The one place that reads every queue's numbers; everything else reads its cache.
 
 A refresh asks the metadata database (one grouped query), the broker (message counts),
-the Celery workers (inspect replies) and the Kubernetes API (pods by phase) — each only
-if a configured executor uses it — and builds one :class:`QueueStatus` per queue. It
-runs on its own thread every ``[worker_queues] interval`` seconds; :meth:`snapshot`
-returns the last result without waiting, so the scheduler loop, a metrics scrape or the
-autoscaler never waits on a slow broker. A source that fails leaves its fields ``None``
+the Celery workers (inspect replies) and the Kubernetes API (pods by phase, idle warm
+pods by profile) — each only if a configured executor uses it — and builds one
+:class:`QueueStatus` per queue. It runs on its own thread every ``[worker_queues]
+interval`` seconds; :meth:`snapshot` returns the last result without waiting, so the
+scheduler loop, a metrics scrape or the autoscaler never waits on a slow broker. A source that fails leaves its fields ``None``
 and says why in ``errors``; the others are still reported.
 """
 
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from crossdock.configuration import conf
-from crossdock.monitoring.queue_status import QueueStatus, WorkerInfo, desired_workers
+from crossdock.monitoring.queue_status import QueueStatus, WarmPodCount, WorkerInfo, desired_workers
 from crossdock.monitoring.scheduler_counts import QueueCounts, queues_dags_use, read_queue_counts
 from crossdock.monitoring.worker_queues import WorkerQueues
 
@@ -195,10 +195,10 @@ class QueueMonitor:
     def _read_pods(executors: dict[str, str]):
         if KUBERNETES not in executors.values():
             return None, None
-        from crossdock.monitoring.pod_counts import pods_by_phase
+        from crossdock.monitoring.pod_counts import read_pod_counts
 
         try:
-            return pods_by_phase(), None
+            return read_pod_counts(), None
         except Exception as exc:  # noqa: BLE001 - report, keep the scheduler-side numbers
             return None, f"pods not listed: {exc}"
 
@@ -208,8 +208,11 @@ class QueueMonitor:
             status.errors.append(pods_error)
             return
         if pods is not None:
-            status.pods_pending = pods.get("Pending", 0)
-            status.pods_running = pods.get("Running", 0)
+            status.pods_pending = pods.phases.get("Pending", 0)
+            status.pods_running = pods.phases.get("Running", 0)
+            status.warm_pods = [WarmPodCount(profile=profile, pending=phases.get("Pending", 0),
+                                             running=phases.get("Running", 0))
+                                for profile, phases in sorted(pods.warm.items())]
 
     # -- the background thread -------------------------------------------------------------
     def start(self) -> "QueueMonitor":

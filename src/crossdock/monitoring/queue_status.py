@@ -45,13 +45,24 @@ class WorkerInfo:
 
 
 @dataclass
+class WarmPodCount:
+    """The idle warm pods of one pod profile (unassigned; an assigned one is its try's pod)."""
+
+    profile: str
+    pending: int = 0
+    running: int = 0
+
+
+@dataclass
 class QueueStatus:
     """What ``crossdock queues -o json`` prints for one queue (one JSON object each).
 
     Scheduler-side numbers (``scheduled``, ``queued``, ``running``, ``oldest_wait_seconds``)
     come from the metadata database; ``broker_messages`` from the broker and the worker
     fields from Celery's inspect replies. ``None`` means "could not be read" (the broker
-    or the workers did not answer), never zero; ``errors`` says what failed.
+    or the workers did not answer), never zero; ``errors`` says what failed. On a
+    Kubernetes queue ``pods_pending``/``pods_running`` count the pods of tries (a warm
+    pod once assigned included) and ``warm_pods`` the idle warm pods, so no pod is in both.
     """
 
     queue: str
@@ -74,6 +85,8 @@ class QueueStatus:
     max_tasks_per_worker: int | None = None
     pods_pending: int | None = None
     pods_running: int | None = None
+    #: idle warm pods per profile (empty when there are none, or warm pods are off)
+    warm_pods: list[WarmPodCount] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
