@@ -242,6 +242,10 @@ KUBERNETES_EXECUTOR: dict[str, Option] = {
                                        "one task, ever (0: off, every task starts a cold pod)."),
     "warm_pool_max": Option(8, "int", "Most warm pods across all profiles (they count within parallelism)."),
     "warm_pod_idle_seconds": Option(300.0, "float", "An unassigned warm pod is deleted after this many seconds."),
+    "warm_pod_service_account": Option("crossdock-warm-pod", "str",
+                                       "Service account of warm pods (its token mounted): it needs get, list "
+                                       "and watch on pods to see its own assignment (deploy/rbac.yaml); empty: "
+                                       "the task pod's own, as the pod template or pod_override sets it."),
     "worker_pod_pending_fatal_container_state_reasons": Option(
         "CreateContainerConfigError,ErrImagePull,CreateContainerError,ImageInspectError,InvalidImageName",
         "str", "Comma-separated container waiting reasons that fail a Pending pod's try at once."),

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from crossdock.cli.main import main
+from crossdock.config_schema import KUBERNETES_EXECUTOR
 from crossdock.configuration import conf
 from crossdock.monitoring.worker_queues import WorkerQueues
 
@@ -70,6 +71,8 @@ def test_the_base_renders_and_every_object_is_valid():
     assert set(objects) == {
         ("ServiceAccount", "crossdock-scheduler"), ("ServiceAccount", "crossdock-worker"),
         ("Role", "crossdock-pod-launcher"), ("RoleBinding", "crossdock-pod-launcher"),
+        ("ServiceAccount", "crossdock-warm-pod"), ("Role", "crossdock-warm-pod-watcher"),
+        ("RoleBinding", "crossdock-warm-pod-watcher"),
         ("ConfigMap", "crossdock-config"), ("Deployment", "crossdock-scheduler"),
         ("Service", "crossdock-scheduler-metrics")}
     service = objects["Service", "crossdock-scheduler-metrics"]
@@ -142,3 +145,18 @@ def test_the_autoscaler_may_scale_deployments_and_annotate_pods_in_its_namespace
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": "crossdock-worker-scaler"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "crossdock-autoscaler"}]
+
+
+def test_a_warm_pod_may_only_read_and_watch_pods_as_the_account_the_executor_names():
+    objects = by_kind(kustomize(DEPLOY))
+    account = KUBERNETES_EXECUTOR["warm_pod_service_account"].default
+    assert objects["ServiceAccount", account]["automountServiceAccountToken"] is True
+    role = objects["Role", "crossdock-warm-pod-watcher"]
+    assert [(r["apiGroups"], r["resources"], sorted(r["verbs"])) for r in role["rules"]] == [
+        ([""], ["pods"], ["get", "list", "watch"])]
+    binding = objects["RoleBinding", "crossdock-warm-pod-watcher"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "crossdock-warm-pod-watcher"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account}]
+    # task pods keep no API access at all
+    assert objects["ServiceAccount", "crossdock-worker"]["automountServiceAccountToken"] is False

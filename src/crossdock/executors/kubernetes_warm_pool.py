@@ -264,7 +264,8 @@ class WarmPoolMixin:
         base = next((c for c in (self.template or {}).get("spec", {}).get("containers", [])
                      if c.get("name") == BASE_CONTAINER_NAME), {})
         pod = warm_pod_from(profile.prototype, worker_label=self.worker_label, entrypoint=base.get("command"),
-                            idle_seconds=self.settings.warm_pod_idle_seconds + SELF_EXIT_MARGIN_SECONDS)
+                            idle_seconds=self.settings.warm_pod_idle_seconds + SELF_EXIT_MARGIN_SECONDS,
+                            service_account=self.settings.warm_pod_service_account)
         meta = pod["metadata"]
         try:
             response = self.core.create_namespaced_pod(meta["namespace"], pod, _preload_content=False)

@@ -6,6 +6,7 @@ reads them once, so the executor does not re-parse configuration on every loop.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from crossdock.config_schema import KUBERNETES_EXECUTOR
@@ -24,6 +25,19 @@ DEFAULT_FATAL_REASONS = KUBERNETES_EXECUTOR["worker_pod_pending_fatal_container_
 
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+#: A DNS-1123 subdomain, what the API server takes as a service account's name.
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _service_account_name(value: str) -> str:
+    """``value`` stripped; refused here, where the option is named, rather than by every warm pod's create."""
+    name = value.strip()
+    if name and (len(name) > 253 or not _SUBDOMAIN.fullmatch(name)):
+        raise ConfigError(f"[{SECTION}] warm_pod_service_account must be a service account name (lower-case "
+                          f"letters, digits, '-' and '.'), or empty for the task pod's own; got {value!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,7 @@ class KubeExecutorConfig:
     warm_pool_size: int = 0
     warm_pool_max: int = KUBERNETES_EXECUTOR["warm_pool_max"].default
     warm_pod_idle_seconds: float = KUBERNETES_EXECUTOR["warm_pod_idle_seconds"].default
+    warm_pod_service_account: str = KUBERNETES_EXECUTOR["warm_pod_service_account"].default
 
     @classmethod
     def from_conf(cls) -> "KubeExecutorConfig":
@@ -81,6 +96,7 @@ class KubeExecutorConfig:
             warm_pool_size=max(0, conf.getint(SECTION, "warm_pool_size")),
             warm_pool_max=max(0, conf.getint(SECTION, "warm_pool_max")),
             warm_pod_idle_seconds=conf.getfloat(SECTION, "warm_pod_idle_seconds"),
+            warm_pod_service_account=_service_account_name(conf.getstr(SECTION, "warm_pod_service_account")),
         )
 
     @property

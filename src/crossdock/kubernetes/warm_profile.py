@@ -81,7 +81,7 @@ def profile_key(pod: Mapping[str, Any]) -> str:
 
 
 def warm_pod_from(task_pod: Mapping[str, Any], *, idle_seconds: float, worker_label: str,
-                  entrypoint: list[str] | None = None) -> dict[str, Any]:
+                  entrypoint: list[str] | None = None, service_account: str = "") -> dict[str, Any]:
     """A warm pod of ``task_pod``'s profile, waiting instead of running the try.
 
     :param idle_seconds: the pod exits by itself after this long without an assignment
@@ -89,9 +89,15 @@ def warm_pod_from(task_pod: Mapping[str, Any], *, idle_seconds: float, worker_la
     :param worker_label: the scheduler job label, so this executor's watcher follows it.
     :param entrypoint: the template's own base ``command`` (kept, with the warm command as
         its args), or None when the template has none.
+    :param service_account: the service account the pod watches its own object as, its
+        token mounted (task pods usually get none: they need no API); empty keeps the task
+        pod's own. The profile key stays the task pod's, so the pool does not change.
     """
     key = profile_key(task_pod)
     pod = profile_of(task_pod)
+    if service_account:
+        pod["spec"].update(serviceAccountName=service_account, automountServiceAccountToken=True)
+        pod["spec"].pop("serviceAccount", None)  # the deprecated alias would otherwise contradict it
     meta = pod["metadata"]
     meta["name"] = make_pod_name("warm", key[:8])
     meta["labels"].update({WARM_LABEL: "true", PROFILE_LABEL: key, WORKER_LABEL: worker_label,
