@@ -212,6 +212,13 @@ def run_mode(mode: str, args) -> dict:
                                                     if r.start_date and r.queued_dttm]),
         "link_running_p50_ms": median_ms([(r.end_date - r.start_date).total_seconds() for r in chain
                                           if r.start_date and r.end_date]),
+        "chain_in_warm_pods": sum((r.hostname or "").startswith("warm-") for r in chain),
+        "warm_link_q_to_done_p50_ms": median_ms([(r.end_date - r.queued_dttm).total_seconds() for r in chain
+                                                 if r.end_date and r.queued_dttm
+                                                 and (r.hostname or "").startswith("warm-")]),
+        "cold_link_q_to_done_p50_ms": median_ms([(r.end_date - r.queued_dttm).total_seconds() for r in chain
+                                                 if r.end_date and r.queued_dttm
+                                                 and not (r.hostname or "").startswith("warm-")]),
         "burst_ok": sum(row.state == "success" for row in burst), "burst": len(burst),
         "burst_q_to_run_p50_ms": round(percentile(waits, 0.5) * 1000, 1),
         "burst_q_to_run_p95_ms": round(percentile(waits, 0.95) * 1000, 1),

@@ -257,7 +257,7 @@ def test_a_try_in_a_warm_pod_is_adopted_by_a_new_scheduler_and_runs_once(tier, r
     successor.end()
 
 
-def test_a_running_pod_is_offered_only_once_it_says_on_its_log_that_it_is_ready(tier):
+def test_a_running_pod_is_offered_only_once_it_says_on_its_log_that_it_is_ready(tier, tmp_path):
     """Running is not ready: a warm pod is still importing then, and a try handed to it would wait."""
     from crossdock.executors.kubernetes_warm_readiness import ReadinessFollower
     from crossdock.kubernetes.warm_profile import READY_LINE
@@ -269,11 +269,16 @@ def test_a_running_pod_is_offered_only_once_it_says_on_its_log_that_it_is_ready(
                      "containers": [{"name": "base", "image": "crossdock/test:1", "command": ["sh", "-c", script]}]}})
         return ReadinessFollower(tier.core, name=name, namespace=tier.namespace, give_up_after=30)
 
-    slow = pod("slow-to-ready", f"echo importing; sleep 1.5; echo '{READY_LINE}' >&2; sleep 30")
+    gate = tmp_path / "imports-done"
+    slow = pod("slow-to-ready", f"echo importing; until [ -e {gate} ]; do sleep 0.05; done; "
+                                f"echo '{READY_LINE}' >&2; sleep 30")
     never = pod("never-ready", "echo still importing; sleep 30")
     wait_until(lambda: tier.core.read_namespaced_pod("slow-to-ready", tier.namespace).status.phase == "Running",
                what="the pod running")
+    wait_until(lambda: "importing" in tier.core.read_namespaced_pod_log("slow-to-ready", tier.namespace),
+               what="the pod's first line")
     assert not slow.is_ready
+    gate.touch()
     wait_until(lambda: slow.is_ready, what="the ready line read from the pod's log")
     assert not never.is_ready
     never.cancel()
