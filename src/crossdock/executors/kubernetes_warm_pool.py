@@ -278,10 +278,15 @@ class WarmPoolMixin:
         self._warm[(meta["namespace"], meta["name"])] = WarmPod(
             name=meta["name"], namespace=meta["namespace"], profile=key, created_at=now,
             resource_version=(created.get("metadata") or {}).get("resourceVersion"),
-            running=(created.get("status") or {}).get("phase") == "Running",
-            readiness=ReadinessFollower(self.core, name=meta["name"], namespace=meta["namespace"],
-                                        give_up_after=self.settings.warm_pod_idle_seconds))
+            running=(created.get("status") or {}).get("phase") == "Running")
+        self._follow_once_running(self._warm[(meta["namespace"], meta["name"])])
         return True
+
+    def _follow_once_running(self, warm: WarmPod) -> None:
+        """Start following a warm pod's log for its ready line once it runs (before, it has no log)."""
+        if warm.running and warm.readiness is None:
+            warm.readiness = ReadinessFollower(self.core, name=warm.name, namespace=warm.namespace,
+                                               give_up_after=self.settings.warm_pod_idle_seconds)
 
     def _forget_warm(self, where: tuple[str, str]) -> WarmPod:
         """Take a warm pod out of the pool and stop following its log."""
@@ -309,6 +314,7 @@ class WarmPoolMixin:
             return
         warm.resource_version = meta.get("resourceVersion") or warm.resource_version
         warm.running = phase == "Running"
+        self._follow_once_running(warm)
 
     def _check_vanished(self, event: PodEvent) -> None:
         present = event.present or frozenset()

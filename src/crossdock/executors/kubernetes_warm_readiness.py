@@ -9,8 +9,9 @@ assignment, and the executor offers a warm pod to a try only after reading that 
 The signal travels on the pod's container log, read with ``follow=true`` (the
 ``pods/log`` read the executor already has): the pod needs no permission to write
 anything, and nothing but the API server and the node carry it, on the local runtime
-and on a cluster alike. Each starting warm pod is followed on a daemon thread of its own,
-which ends when the line is read, the pod ends, or the follow is cancelled.
+and on a cluster alike. Each warm pod is followed, from when the executor sees it Running,
+on a daemon thread of its own, which ends when the line is read, the pod ends, or the
+follow is cancelled.
 """
 
 from __future__ import annotations
@@ -77,9 +78,10 @@ class ReadinessFollower:
             finally:
                 response.close()  # a follow is never read to its end: its connection is not reused
                 response.release_conn()
-            # Ended without the line: a pod not yet on a node has an empty log (as on a real
-            # API server); one that ended is taken out of the pool and its follow cancelled.
-            time.sleep(RETRY_SECONDS)
+            # Ended without the line: the server cut the follow (a pod not on a node yet has an
+            # empty log, as on a real API server); a pod that ended is taken out of the pool
+            # and its follow cancelled.
+            time.sleep(RETRY_SECONDS * 5)
 
 
 def saw_ready_line(chunks, cancelled: threading.Event) -> bool:
