@@ -62,9 +62,11 @@ class ReadinessFollower:
                     self.name, self.namespace, container=BASE_CONTAINER_NAME, follow=True,
                     _preload_content=False, _request_timeout=(5.0, READ_TIMEOUT_SECONDS))
             except ApiException as exc:
-                if exc.status in (401, 403, 404):
+                if exc.status in (401, 403) or (exc.status == 404 and not self._pod_exists()):
                     return  # gone, or never readable: the pod stays unoffered and expires
-                time.sleep(RETRY_SECONDS)  # 400: the container is still starting
+                # else 400: the container is still starting, or 404 from a node that has not
+                # taken the bound pod in yet (a kubelet answers so until it has synced it)
+                time.sleep(RETRY_SECONDS)
                 continue
             except (urllib3.exceptions.HTTPError, OSError):
                 time.sleep(RETRY_SECONDS)
@@ -82,6 +84,16 @@ class ReadinessFollower:
             # empty log, as on a real API server); a pod that ended is taken out of the pool
             # and its follow cancelled.
             time.sleep(RETRY_SECONDS * 5)
+
+    def _pod_exists(self) -> bool:
+        """Whether the pod object is still there (a 404 from its node alone does not say it is gone)."""
+        try:
+            self._core.read_namespaced_pod(self.name, self.namespace, _preload_content=False).release_conn()
+        except ApiException as exc:
+            return exc.status != 404
+        except (urllib3.exceptions.HTTPError, OSError):
+            pass  # unsure: follow again; the pool cancels the follow of a pod that is gone
+        return True
 
 
 def saw_ready_line(chunks, cancelled: threading.Event) -> bool:
