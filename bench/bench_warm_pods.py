@@ -17,6 +17,7 @@ recent; the burst then finds ``--pool`` warm pods (more tasks than that start co
 printed: resident memory of an idle warm pod's process (the cost of keeping one).
 
     python bench/bench_warm_pods.py [--links 20] [--burst 40] [--pool 2] [--parallelism 16]
+        [--real-kubeconfig PATH]   # default $CROSSDOCK_TEST_REAL_KUBECONFIG: also on the real API
 """
 
 from __future__ import annotations
@@ -149,13 +150,40 @@ def task_rows(dag_id: str):
                                .where(TaskInstance.dag_id == dag_id).order_by(TaskInstance.task_id)).all()
 
 
+def start_pods_api(workdir: Path, links: int, burst: int, parallelism: int, pool: int,
+                   real_kubeconfig: str | None) -> tuple[subprocess.Popen, str, Path]:
+    """(runtime or agent process, kubeconfig, home): the local pod runtime, or the real
+    kube-apiserver in a namespace of its own with our node agent running its pods."""
+    if not real_kubeconfig:
+        process, info = start_runtime_process(workdir / "runtime")
+        return process, info["kubeconfig"], setup_home(links, burst, parallelism, pool, info["kubeconfig"])
+    import uuid
+
+    from kubernetes import client, config
+
+    from crossdock.configuration import conf
+
+    home = setup_home(links, burst, parallelism, pool, real_kubeconfig)
+    # This kube-apiserver reads node logs without client credentials (as the tests' one does).
+    os.environ["CROSSDOCK__KUBERNETES_LOCAL_RUNTIME__KUBELET_ANONYMOUS_LOG_READS"] = "True"
+    namespace = f"warmbench-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(config.new_client_from_config(config_file=real_kubeconfig)).create_namespace(
+        {"metadata": {"name": namespace}})
+    os.environ["CROSSDOCK__KUBERNETES_EXECUTOR__NAMESPACE"] = namespace
+    conf.reload()
+    process, _ = start_runtime_process(workdir / "agent", "--agent-only", "--kubeconfig", real_kubeconfig,
+                                       "--namespace", namespace, "--node-name", f"node-{namespace}")
+    return process, real_kubeconfig, home
+
+
 def run_mode(mode: str, args) -> dict:
     from kubernetes import config
 
     workdir = Path(tempfile.mkdtemp(prefix="crossdock-warmbench-rt-"))
-    process, info = start_runtime_process(workdir / "runtime")
     pool = args.pool if mode == "warm" else 0
-    home = setup_home(args.links, args.burst, args.parallelism, pool, info["kubeconfig"])
+    real = args.real_kubeconfig if args.target == "real" else None
+    process, kubeconfig, home = start_pods_api(workdir, args.links, args.burst, args.parallelism, pool, real)
+    info = {"kubeconfig": kubeconfig}
     from crossdock.dag.dag_store import sync_parse_result_to_db
     from crossdock.dag.processor import parse_dag_folder
     from crossdock.database import create_session
@@ -200,7 +228,7 @@ def run_mode(mode: str, args) -> dict:
     done = [(row.end_date - row.queued_dttm).total_seconds() for row in burst if row.end_date and row.queued_dttm]
     hosts = [row.hostname or "" for row in chain + burst + solo]
     return {
-        "mode": mode, "pool": pool,
+        "target": args.target, "mode": mode, "pool": pool,
         "chain_ok": sum(row.state == "success" for row in chain), "links": len(chain),
         "link_wall_ms": round(chain_wall / max(1, len(chain)) * 1000, 1),
         # steady state: from the first link's end to the last one's, per link (the first link starts cold
@@ -241,25 +269,33 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=DEFAULT_BURST)
     parser.add_argument("--pool", type=int, default=DEFAULT_POOL)
     parser.add_argument("--parallelism", type=int, default=DEFAULT_PARALLELISM)
+    parser.add_argument("--real-kubeconfig", default=os.environ.get("CROSSDOCK_TEST_REAL_KUBECONFIG"),
+                        help="also run on this real kube-apiserver, with our node agent running the pods")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--target", default="local", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_mode(args.child, args)))
         return 0
     results = []
-    for mode in ("cold", "warm"):
-        print(f"running the {mode} mode ...", file=sys.stderr, flush=True)
-        command = [sys.executable, __file__, "--child", mode, "--links", str(args.links), "--burst",
-                   str(args.burst), "--pool", str(args.pool), "--parallelism", str(args.parallelism)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_LIMIT_SECONDS * 2 + 120)
-        line = next((line for line in reversed(done.stdout.splitlines()) if line.startswith("{")), None)
-        if line is None:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            results.append({"mode": mode, "error": f"exit {done.returncode}: {' | '.join(tail)}"})
-            continue
-        results.append(json.loads(line))
-    print(f"chain of {args.links} pod tasks, burst of {args.burst}, pool {args.pool}, "
-          f"parallelism {args.parallelism}, {os.cpu_count()} cores, local pod runtime")
+    targets = ["local", "real"] if args.real_kubeconfig else ["local"]
+    for target in targets:
+        for mode in ("cold", "warm"):
+            print(f"running the {mode} mode on the {target} API ...", file=sys.stderr, flush=True)
+            command = [sys.executable, __file__, "--child", mode, "--target", target, "--links", str(args.links),
+                       "--burst", str(args.burst), "--pool", str(args.pool), "--parallelism", str(args.parallelism)]
+            if args.real_kubeconfig:
+                command += ["--real-kubeconfig", args.real_kubeconfig]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_LIMIT_SECONDS * 2 + 120)
+            line = next((line for line in reversed(done.stdout.splitlines()) if line.startswith("{")), None)
+            if line is None:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+                results.append({"target": target, "mode": mode, "error": f"exit {done.returncode}: {' | '.join(tail)}"})
+                continue
+            results.append(json.loads(line))
+    print(f"chain of {args.links} pod tasks, burst of {args.burst}, pool {args.pool}, parallelism "
+          f"{args.parallelism}, {os.cpu_count()} cores; local pod runtime"
+          + (" and the real kube-apiserver with our node agent" if args.real_kubeconfig else ""))
     for result in results:
         print(json.dumps(result))
     return 0 if all("error" not in r for r in results) else 1

@@ -16,6 +16,7 @@ follow is cancelled.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -62,8 +63,11 @@ class ReadinessFollower:
                     self.name, self.namespace, container=BASE_CONTAINER_NAME, follow=True,
                     _preload_content=False, _request_timeout=(5.0, READ_TIMEOUT_SECONDS))
             except ApiException as exc:
-                if exc.status in (401, 403) or (exc.status == 404 and not self._pod_exists()):
-                    return  # gone, or never readable: the pod stays unoffered and expires
+                if exc.status in (401, 403):
+                    _warn_unreadable_once(self.namespace, exc)
+                    return  # never readable: the pod stays unoffered and expires
+                if exc.status == 404 and not self._pod_exists():
+                    return  # gone
                 # else 400: the container is still starting, or 404 from a node that has not
                 # taken the bound pod in yet (a kubelet answers so until it has synced it)
                 time.sleep(RETRY_SECONDS)
@@ -94,6 +98,18 @@ class ReadinessFollower:
         except (urllib3.exceptions.HTTPError, OSError):
             pass  # unsure: follow again; the pool cancels the follow of a pod that is gone
         return True
+
+
+_warned_unreadable = threading.Event()
+
+
+def _warn_unreadable_once(namespace: str, exc: ApiException) -> None:
+    """Say once per process why warm pods go unused: their logs cannot be read."""
+    if not _warned_unreadable.is_set():
+        _warned_unreadable.set()
+        logging.getLogger(__name__).warning(
+            "cannot read warm pods' logs in namespace %s (%s %s): no warm pod will be offered a task; "
+            "the executor needs get on pods/log", namespace, exc.status, exc.reason)
 
 
 def saw_ready_line(chunks, cancelled: threading.Event) -> bool:
