@@ -22,17 +22,19 @@ import tempfile
 from typing import Any, Iterator
 from urllib.parse import quote
 
+from crossdock.exceptions import CrossdockError
+
 #: Where a pod's service account credentials are mounted, as the official client reads them.
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 #: Connect timeout of every request; a watch's read timeout is its own length plus this.
 CONNECT_SECONDS = 10.0
 
 
-class UnsupportedCredentials(Exception):
+class UnsupportedCredentials(CrossdockError):
     """The configured credentials need the official client (exec plugins, auth providers...)."""
 
 
-class WatchExpired(Exception):
+class WatchExpired(CrossdockError):
     """The watch's resource version is too old (410): list again."""
 
 
