@@ -156,7 +156,7 @@ def test_a_worker_killed_mid_try_is_noticed_and_the_try_runs_again_uncharged(los
 
 
 @pytest.mark.redis
-@pytest.mark.postgres
+@pytest.mark.parametrize("lost_worker_setup", ["redis"], indirect=True)  # the kill above runs on both
 def test_a_pool_process_killed_mid_try_is_a_lost_worker_too(lost_worker_setup):
     """Celery reports WorkerLostError when only the process running the try dies."""
     queue, ledger, starts = lost_worker_setup
@@ -168,6 +168,7 @@ def test_a_pool_process_killed_mid_try_is_a_lost_worker_too(lost_worker_setup):
 
 @pytest.mark.redis
 @pytest.mark.postgres
+@pytest.mark.parametrize("lost_worker_setup", ["postgres"], indirect=True)  # the kill above runs on both
 def test_a_frozen_worker_given_up_as_lost_stops_its_try_when_it_thaws(lost_worker_setup):
     """A worker stopped (SIGSTOP) past the lease is given up; thawed, it must not finish the try."""
     queue, ledger, starts = lost_worker_setup
