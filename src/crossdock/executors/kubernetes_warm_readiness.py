@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 #: Pause between tries to open the log of a pod whose container has not started yet.
 RETRY_SECONDS = 0.02
+#: Longest pause between tries (they double from RETRY_SECONDS while nothing is read).
+MAX_RETRY_SECONDS = 0.5
+#: A follower gives up after the API has been unreachable this long.
+UNREACHABLE_SECONDS = 15.0
 #: Read timeout of one follow request; the follow is then opened again (and may see a cancel).
 READ_TIMEOUT_SECONDS = 10.0
 
@@ -57,6 +61,7 @@ class ReadinessFollower:
         self._cancelled.set()
 
     def _follow(self) -> None:
+        pause, unreachable_since = RETRY_SECONDS, None
         while not self._cancelled.is_set() and time.monotonic() < self._deadline:
             try:
                 response = self._core.read_namespaced_pod_log(
@@ -70,24 +75,28 @@ class ReadinessFollower:
                     return  # gone
                 # else 400: the container is still starting, or 404 from a node that has not
                 # taken the bound pod in yet (a kubelet answers so until it has synced it)
-                time.sleep(RETRY_SECONDS)
-                continue
+                unreachable_since = None
             except (urllib3.exceptions.HTTPError, OSError):
-                time.sleep(RETRY_SECONDS)
-                continue
-            try:
-                if saw_ready_line(response.stream(4096), self._cancelled):
-                    self.ready.set()
+                # The API cannot be reached: a pod the executor cannot hear from stays unoffered.
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > UNREACHABLE_SECONDS:
                     return
-            except (urllib3.exceptions.HTTPError, OSError):
-                pass  # a read timeout or a cut connection: follow again
-            finally:
-                response.close()  # a follow is never read to its end: its connection is not reused
-                response.release_conn()
-            # Ended without the line: the server cut the follow (a pod not on a node yet has an
-            # empty log, as on a real API server); a pod that ended is taken out of the pool
-            # and its follow cancelled.
-            time.sleep(RETRY_SECONDS * 5)
+            else:
+                unreachable_since = None
+                try:
+                    if saw_ready_line(response.stream(4096), self._cancelled):
+                        self.ready.set()
+                        return
+                except (urllib3.exceptions.HTTPError, OSError):
+                    pass  # a read timeout or a cut connection: follow again
+                finally:
+                    response.close()  # a follow is never read to its end: its connection is not reused
+                    response.release_conn()
+                # Ended without the line: the server cut the follow (a pod not on a node yet
+                # has an empty log, as on a real API server); a pod that ended is taken out of
+                # the pool and its follow cancelled.
+            self._cancelled.wait(pause)
+            pause = min(pause * 2, MAX_RETRY_SECONDS)
 
     def _pod_exists(self) -> bool:
         """Whether the pod object is still there (a 404 from its node alone does not say it is gone)."""
