@@ -83,6 +83,7 @@ class OwnPodApi:
                         event = json.loads(line)
                         yield event.get("type", ""), event.get("object") or {}
         finally:
+            response.close()  # a watch cut short is not read to its end: its connection is not reused
             response.release_conn()
 
     def close(self) -> None:

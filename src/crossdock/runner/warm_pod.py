@@ -22,6 +22,7 @@ when its pod object is deleted; a command that is not a task command exits 2 unr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -71,15 +72,17 @@ def wait_for_assignment(api: Any, *, idle_seconds: float,
             watching = True
         try:
             while (remaining := deadline - time.monotonic()) > 0:
-                for kind, raw in api.events(version, seconds=max(1, int(min(remaining, WATCH_SECONDS)))):
-                    if kind == "ERROR":  # history compacted: list again
-                        raise WatchExpired()
-                    if kind == "DELETED" or (raw.get("metadata") or {}).get("deletionTimestamp"):
-                        return None
-                    version = (raw.get("metadata") or {}).get("resourceVersion", version)
-                    command = assignment_of(raw)
-                    if command is not None:
-                        return command
+                events = api.events(version, seconds=max(1, int(min(remaining, WATCH_SECONDS))))
+                with contextlib.closing(events):  # its connection is let go now, not when collected
+                    for kind, raw in events:
+                        if kind == "ERROR":  # history compacted: list again
+                            raise WatchExpired()
+                        if kind == "DELETED" or (raw.get("metadata") or {}).get("deletionTimestamp"):
+                            return None
+                        version = (raw.get("metadata") or {}).get("resourceVersion", version)
+                        command = assignment_of(raw)
+                        if command is not None:
+                            return command
             return None
         except WatchExpired:
             continue
